@@ -1,0 +1,359 @@
+use chrono::Utc;
+use entity::{AuditAction, SealedJson, config, config_tag};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::audit::AuditEntry;
+use crate::auth::{Principal, RequestMeta};
+use crate::crypto::{self, Keyring, Plaintext, SealedBoxKeys};
+use crate::error::AppError;
+
+const MAX_NAME: usize = 200;
+const MAX_DESCRIPTION: usize = 4000;
+const MAX_TAGS: usize = 50;
+const MAX_TAG: usize = 100;
+const MAX_TENANT: usize = 100;
+
+/// What the seal step needs: the keyring and the sealed-box keys derived from it.
+pub struct Sealing<'a> {
+    pub keyring: &'a Keyring,
+    pub sealed_keys: &'a SealedBoxKeys,
+    pub max_bytes: usize,
+}
+
+pub struct NewConfig {
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub config_data: Value,
+    pub tenant: Option<String>,
+}
+
+#[derive(Default)]
+pub struct ConfigChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub config_data: Option<Value>,
+    pub expected_version: Option<i32>,
+}
+
+#[derive(Default)]
+pub struct ConfigFilter {
+    pub search: Option<String>,
+    pub tag: Option<String>,
+}
+
+pub async fn create(
+    db: &DatabaseConnection,
+    sealing: &Sealing<'_>,
+    by: &Principal,
+    meta: &RequestMeta,
+    new: NewConfig,
+) -> Result<config::Model, AppError> {
+    let name = check_name(&new.name)?;
+    let description = new.description.map(|d| check_description(&d)).transpose()?;
+    let tags = check_tags(new.tags.unwrap_or_default())?;
+    let tenant = match by.tenant_scope() {
+        Some(own) => own.to_owned(),
+        None => check_tenant(new.tenant.as_deref().unwrap_or(crate::auth::DEFAULT_TENANT))?,
+    };
+    let (sealed, paths) = seal(sealing, new.config_data)?;
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    let txn = db.begin().await?;
+    let row = config::ActiveModel {
+        id: Set(id),
+        name: Set(name),
+        description: Set(description),
+        tenant: Set(tenant.clone()),
+        tags: Set(Value::from(tags.clone())),
+        config_data: Set(sealed),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    replace_tags(&txn, id, &tags).await?;
+    AuditEntry::new(AuditAction::ConfigCreate, by, meta)
+        .tenant(Some(tenant))
+        .config(id)
+        .detail(serde_json::json!({ "sensitivePaths": paths }))
+        .record(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(row)
+}
+
+/// The config if it exists and the principal may see it. Another tenant's config is
+/// indistinguishable from a missing one.
+pub async fn find_visible(db: &impl ConnectionTrait, by: &Principal, id: Uuid) -> Result<Option<config::Model>, AppError> {
+    let row = config::Entity::find_by_id(id).one(db).await?;
+    Ok(row.filter(|c| by.can_see(&c.tenant)))
+}
+
+/// `config(decrypt: true)`: ADMIN only; the audit row commits before plaintext exists.
+pub async fn read_decrypted(
+    db: &DatabaseConnection,
+    keyring: &Keyring,
+    by: &Principal,
+    meta: &RequestMeta,
+    id: Option<Uuid>,
+    reason: Option<String>,
+) -> Result<Option<(config::Model, Plaintext<Value>)>, AppError> {
+    let reason = reason.map(|r| r.chars().take(500).collect::<String>());
+    let detail = serde_json::json!({ "reason": reason });
+    if !by.is_admin() {
+        let mut entry = AuditEntry::new(AuditAction::ConfigDecrypt, by, meta).success(false).detail(
+            serde_json::json!({ "reason": reason, "refused": "decrypt needs the ADMIN role" }),
+        );
+        if let Some(id) = id {
+            entry = entry.config(id);
+        }
+        entry.record(db).await?;
+        return Err(AppError::Forbidden("decrypt: true needs the ADMIN role"));
+    }
+    let Some(id) = id else { return Ok(None) };
+    let txn = db.begin().await?;
+    let Some(row) = find_visible(&txn, by, id).await? else {
+        return Ok(None);
+    };
+    let opened = crypto::decrypt_document(row.config_data.as_value(), keyring);
+    let entry = AuditEntry::new(AuditAction::ConfigDecrypt, by, meta).tenant(Some(row.tenant.clone())).config(id);
+    match opened {
+        Ok(plain) => {
+            entry.detail(detail).record(&txn).await?;
+            txn.commit().await.map_err(|e| AppError::Unavailable(Box::new(e)))?;
+            Ok(Some((row, plain)))
+        }
+        Err(path) => {
+            let detail = serde_json::json!({ "reason": reason, "failedPath": path });
+            entry.success(false).detail(detail).record(&txn).await?;
+            txn.commit().await?;
+            Err(AppError::DecryptionFailed { path })
+        }
+    }
+}
+
+pub async fn update(
+    db: &DatabaseConnection,
+    sealing: &Sealing<'_>,
+    by: &Principal,
+    meta: &RequestMeta,
+    id: Option<Uuid>,
+    changes: ConfigChanges,
+) -> Result<config::Model, AppError> {
+    let id = id.ok_or(AppError::NotFound("config"))?;
+    let name = changes.name.as_deref().map(check_name).transpose()?;
+    let description = changes.description.as_deref().map(check_description).transpose()?;
+    let tags = changes.tags.map(check_tags).transpose()?;
+    let sealed = changes.config_data.map(|doc| seal(sealing, doc)).transpose()?;
+
+    let txn = db.begin().await?;
+    let current = find_visible(&txn, by, id).await?.ok_or(AppError::NotFound("config"))?;
+    if let Some(expected) = changes.expected_version
+        && expected != current.version
+    {
+        return Err(version_conflict(expected, current.version));
+    }
+    let mut update = config::Entity::update_many()
+        .col_expr(config::Column::Version, Expr::col(config::Column::Version).add(1))
+        .col_expr(config::Column::UpdatedAt, Expr::value(Utc::now()));
+    if let Some(name) = name {
+        update = update.col_expr(config::Column::Name, Expr::value(name));
+    }
+    if let Some(description) = description {
+        update = update.col_expr(config::Column::Description, Expr::value(description));
+    }
+    if let Some(tags) = &tags {
+        update = update.col_expr(config::Column::Tags, Expr::value(Value::from(tags.clone())));
+    }
+    let mut paths = None;
+    if let Some((doc, p)) = sealed {
+        update = update.col_expr(config::Column::ConfigData, Expr::value(doc.into_value()));
+        paths = Some(p);
+    }
+    // The version in the WHERE clause makes a concurrent writer lose cleanly: exactly one
+    // of several updates from the same version succeeds.
+    let result = update
+        .filter(config::Column::Id.eq(id))
+        .filter(config::Column::Version.eq(current.version))
+        .exec(&txn)
+        .await?;
+    if result.rows_affected == 0 {
+        return Err(version_conflict(changes.expected_version.unwrap_or(current.version), current.version + 1));
+    }
+    if let Some(tags) = &tags {
+        replace_tags(&txn, id, tags).await?;
+    }
+    AuditEntry::new(AuditAction::ConfigUpdate, by, meta)
+        .tenant(Some(current.tenant.clone()))
+        .config(id)
+        .detail(serde_json::json!({ "version": current.version + 1, "sensitivePaths": paths }))
+        .record(&txn)
+        .await?;
+    let row = config::Entity::find_by_id(id).one(&txn).await?.ok_or(AppError::NotFound("config"))?;
+    txn.commit().await?;
+    Ok(row)
+}
+
+fn version_conflict(expected: i32, actual: i32) -> AppError {
+    AppError::Conflict(format!(
+        "the config changed since version {expected} (now at least {actual}); reload it and apply your change again"
+    ))
+}
+
+pub async fn delete(db: &DatabaseConnection, by: &Principal, meta: &RequestMeta, id: Option<Uuid>) -> Result<bool, AppError> {
+    let id = id.ok_or(AppError::NotFound("config"))?;
+    let txn = db.begin().await?;
+    let row = find_visible(&txn, by, id).await?.ok_or(AppError::NotFound("config"))?;
+    config::Entity::delete_by_id(id).exec(&txn).await?;
+    AuditEntry::new(AuditAction::ConfigDelete, by, meta)
+        .tenant(Some(row.tenant))
+        .config(id)
+        .detail(serde_json::json!({ "name": row.name, "version": row.version }))
+        .record(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Newest first, keyset-paginated on the (time-ordered) id.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    by: &Principal,
+    filter: &ConfigFilter,
+    first: u64,
+    after: Option<Uuid>,
+) -> Result<(Vec<config::Model>, bool, u64), AppError> {
+    let mut query = config::Entity::find();
+    if let Some(tenant) = by.tenant_scope() {
+        query = query.filter(config::Column::Tenant.eq(tenant));
+    }
+    if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
+        query = query.filter(Expr::expr(Func::lower(Expr::col(config::Column::Name))).like(LikeExpr::new(pattern).escape('\\')));
+    }
+    if let Some(tag) = filter.tag.as_deref() {
+        query = query.filter(
+            config::Column::Id.in_subquery(
+                Query::select()
+                    .column(config_tag::Column::ConfigId)
+                    .from(config_tag::Entity)
+                    .and_where(config_tag::Column::Tag.eq(tag))
+                    .to_owned(),
+            ),
+        );
+    }
+    let total = query.clone().count(db).await?;
+    if let Some(after) = after {
+        query = query.filter(config::Column::Id.lt(after));
+    }
+    let mut rows = query.order_by_desc(config::Column::Id).limit(first + 1).all(db).await?;
+    let has_next = rows.len() as u64 > first;
+    rows.truncate(first as usize);
+    Ok((rows, has_next, total))
+}
+
+fn seal(sealing: &Sealing<'_>, doc: Value) -> Result<(SealedJson, Vec<String>), AppError> {
+    if !doc.is_object() {
+        return Err(AppError::bad_input("configData must be a JSON object"));
+    }
+    // Measured on the compact form, which is what the store holds.
+    let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > sealing.max_bytes {
+        return Err(AppError::bad_input(format!("configData is {size} bytes; the limit is {}", sealing.max_bytes)));
+    }
+    let (sealed, paths) = crypto::seal_document(doc, sealing.keyring, sealing.sealed_keys)?;
+    Ok((SealedJson::new_unchecked(sealed), paths))
+}
+
+async fn replace_tags(db: &impl ConnectionTrait, id: Uuid, tags: &[String]) -> Result<(), AppError> {
+    config_tag::Entity::delete_many().filter(config_tag::Column::ConfigId.eq(id)).exec(db).await?;
+    if !tags.is_empty() {
+        config_tag::Entity::insert_many(
+            tags.iter().map(|tag| config_tag::ActiveModel { config_id: Set(id), tag: Set(tag.clone()) }),
+        )
+        .exec(db)
+        .await?;
+    }
+    Ok(())
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+pub fn check_name(name: &str) -> Result<String, AppError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        return Err(AppError::bad_input(format!("name must be 1 to {MAX_NAME} characters")));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_description(description: &str) -> Result<String, AppError> {
+    if description.chars().count() > MAX_DESCRIPTION {
+        return Err(AppError::bad_input(format!("description must be at most {MAX_DESCRIPTION} characters")));
+    }
+    Ok(description.to_owned())
+}
+
+/// Tags: trimmed, non-empty, at most 100 characters each and 50 in all; duplicates dropped.
+fn check_tags(tags: Vec<String>) -> Result<Vec<String>, AppError> {
+    if tags.len() > MAX_TAGS {
+        return Err(AppError::bad_input(format!("at most {MAX_TAGS} tags")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let tag = tag.trim();
+        if tag.is_empty() || tag.chars().count() > MAX_TAG {
+            return Err(AppError::bad_input(format!("each tag must be 1 to {MAX_TAG} characters")));
+        }
+        if !out.iter().any(|t| t == tag) {
+            out.push(tag.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Tenants are identifiers: letters, digits, `.`, `_`, `-`; at most 100 characters.
+pub fn check_tenant(tenant: &str) -> Result<String, AppError> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= MAX_TENANT
+        && tenant.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        return Err(AppError::bad_input(format!(
+            "tenant must be 1 to {MAX_TENANT} letters, digits, '.', '_' or '-'"
+        )));
+    }
+    Ok(tenant.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_tags_and_tenants_are_checked() {
+        assert!(check_name("  ").is_err());
+        assert!(check_name(&"x".repeat(201)).is_err());
+        assert_eq!(check_name(" prod ").unwrap(), "prod");
+        assert_eq!(check_tags(vec!["a".into(), " a ".into(), "b".into()]).unwrap(), ["a", "b"]);
+        assert!(check_tags(vec![String::new()]).is_err());
+        assert!(check_tenant("acme-eu.1").is_ok());
+        assert!(check_tenant("acme eu").is_err());
+        assert!(check_tenant("").is_err());
+    }
+
+    #[test]
+    fn like_patterns_are_escaped() {
+        assert_eq!(escape_like("50%_off\\"), "50\\%\\_off\\\\");
+    }
+}

@@ -1,0 +1,132 @@
+//! Which values are secrets: by the name of the key they stand under (CONTRACT section 3),
+//! or by looking like a well-known credential wherever they stand.
+
+/// Name fragments, already normalised (lower case, no `-` or `_`).
+const SENSITIVE_FRAGMENTS: &[&str] = &[
+    "apikey",
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "credential",
+    "privatekey",
+    "accesskey",
+    "authorization",
+];
+
+/// True when an object key names a secret: compared case-insensitively with `-`, `_`
+/// and camelCase boundaries ignored, so `apiKey`, `API-KEY` and `x_auth_token` all match.
+pub fn is_sensitive_key(key: &str) -> bool {
+    let normalised: String = key
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect();
+    SENSITIVE_FRAGMENTS.iter().any(|f| normalised.contains(f))
+}
+
+/// True when a string looks like a credential of a well-known format, whatever its key:
+/// a pasted key must not end up in plaintext because it sat under `notes`.
+pub fn looks_like_credential(value: &str) -> bool {
+    let v = value.trim();
+    if v.contains("-----BEGIN") && v.contains("PRIVATE KEY-----") {
+        return true;
+    }
+    // Provider key prefixes followed by a long run of token characters.
+    const PREFIXES: &[(&str, usize)] = &[
+        ("sk-ant-", 20),
+        ("sk-proj-", 20),
+        ("sk-", 20),
+        ("ghp_", 36),
+        ("gho_", 36),
+        ("ghs_", 36),
+        ("ghu_", 36),
+        ("github_pat_", 40),
+        ("xoxb-", 20),
+        ("xoxp-", 20),
+        ("AIza", 35),
+    ];
+    let token_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if v.chars().any(char::is_whitespace) {
+        return false;
+    }
+    for (prefix, min_rest) in PREFIXES {
+        if let Some(rest) = v.strip_prefix(prefix) {
+            return rest.len() >= *min_rest && rest.chars().all(token_char);
+        }
+    }
+    // AWS access key ids: AKIA/ASIA + 16 upper-case alphanumerics.
+    if (v.starts_with("AKIA") || v.starts_with("ASIA")) && v.len() == 20 {
+        return v[4..].chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_examples_are_sensitive() {
+        for key in [
+            "api_key",
+            "apiKey",
+            "API-KEY",
+            "apikey",
+            "client_secret",
+            "credentials",
+            "x_auth_token",
+            "password",
+            "db_passwd",
+            "privateKey",
+            "aws_access_key_id",
+            "Authorization",
+            "max_tokens",
+        ] {
+            assert!(is_sensitive_key(key), "{key} should be sensitive");
+        }
+    }
+
+    #[test]
+    fn ordinary_keys_are_not_sensitive() {
+        for key in ["model", "base_url", "name", "user", "temperature", "api", "key", "auth"] {
+            assert!(!is_sensitive_key(key), "{key} should not be sensitive");
+        }
+    }
+
+    #[test]
+    fn well_known_credential_formats_are_detected() {
+        for value in [
+            "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789",
+            "sk-proj-abcdefghijklmnopqrstuvwxyz012345",
+            "sk-abcdefghijklmnopqrstuvwxyz012345",
+            "AKIAIOSFODNN7EXAMPLE",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "github_pat_11ABCDEFG0abcdefghijklmnopqrstuvwxyz0123456789",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEow...\n-----END RSA PRIVATE KEY-----",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn...\n-----END OPENSSH PRIVATE KEY-----",
+        ] {
+            assert!(looks_like_credential(value), "{value} should look like a credential");
+        }
+    }
+
+    #[test]
+    fn near_misses_stay_plain() {
+        for value in [
+            "sk-",
+            "sk-short",
+            "skeleton-key-for-the-demo",
+            "a sk-abcdefghijklmnopqrstuvwxyz012345 in a sentence",
+            "AKIA",
+            "AKIAIOSFODNN7EXAMPL",
+            "akiaiosfodnn7example",
+            "ghp_short",
+            "-----BEGIN PUBLIC KEY-----",
+            "-----BEGIN CERTIFICATE-----",
+            "claude-sonnet-4-5",
+            "https://api.openai.com/v1",
+        ] {
+            assert!(!looks_like_credential(value), "{value} should stay plain");
+        }
+    }
+}

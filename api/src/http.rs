@@ -1,0 +1,230 @@
+//! HTTP routes: /graphql (POST queries, GET GraphiQL), /graphql/ws, /console, /healthz,
+//! /readyz. Authentication happens here, before GraphQL sees the request. Never logs a
+//! header or a body.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::BatchRequest;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+use crate::audit::AuditEntry;
+use crate::auth::{Principal, RequestMeta, token};
+use crate::console;
+use crate::error::{AppError, Code};
+use crate::schema::KeywardSchema;
+use crate::state::AppState;
+use entity::AuditAction;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Clone)]
+struct Http {
+    state: AppState,
+    schema: KeywardSchema,
+}
+
+pub fn router(state: AppState, schema: KeywardSchema) -> Router {
+    let http = Http { state, schema };
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/", get(|| async { Redirect::permanent("/console/") }))
+        .merge(console::router())
+        .with_state(http)
+        .layer(middleware::from_fn(security_headers))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req.extensions().get::<RequestId>().map(|r| r.0.as_str()).unwrap_or("");
+                    tracing::info_span!("request", id, method = %req.method(), path = req.uri().path())
+                })
+                .on_request(())
+                .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::info!(status = res.status().as_u16(), ms = latency.as_millis() as u64, "served");
+                }),
+        )
+        .layer(middleware::from_fn(request_id))
+}
+
+/// The request's id: the caller's `x-request-id` when it is a sane token, else a new
+/// UUIDv7. Echoed in the response header and recorded with every audit event.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.run(req).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, value);
+    }
+    res
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let headers = res.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.remove(header::SERVER);
+    res
+}
+
+async fn graphiql() -> impl IntoResponse {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("Keyward GraphiQL")
+            .finish(),
+    )
+}
+
+async fn readyz(State(http): State<Http>) -> Response {
+    let database = crate::db::ping(&http.state.db).await;
+    let body = json!({
+        "database": if database { "ok" } else { "unavailable" },
+        "keyring": { "state": "loaded", "keys": http.state.keyring.len() },
+    });
+    let status = if database { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+/// A GraphQL-shaped error response for refusals that happen before GraphQL runs.
+pub fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
+    let body = json!({ "data": null, "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
+    (status, Json(body)).into_response()
+}
+
+fn meta_of(req_id: &RequestId, addr: &SocketAddr, headers: &HeaderMap) -> RequestMeta {
+    RequestMeta {
+        request_id: req_id.0.clone(),
+        client_ip: Some(addr.ip().to_string()),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    }
+}
+
+/// Resolves the bearer token of a request, throttling and auditing failures.
+pub async fn authenticate(state: &AppState, ip: IpAddr, headers: &HeaderMap, meta: &RequestMeta) -> Result<Principal, Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    authenticate_bearer(state, ip, bearer, meta).await
+}
+
+pub async fn authenticate_bearer(
+    state: &AppState,
+    ip: IpAddr,
+    bearer: Option<&str>,
+    meta: &RequestMeta,
+) -> Result<Principal, Response> {
+    let Some(presented) = bearer.filter(|b| !b.is_empty()) else {
+        return Err(error_response(StatusCode::UNAUTHORIZED, Code::Unauthenticated, "a bearer token is required (Authorization: Bearer <token>)"));
+    };
+    if let Some(wait) = state.auth_throttle.retry_after(ip) {
+        let mut res = error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::Unauthenticated,
+            "too many failed authentications from this address; retry later",
+        );
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        return Err(res);
+    }
+    match token::authenticate(&state.db, state.settings.admin_token.as_ref(), presented).await {
+        Ok(Some(principal)) => Ok(principal),
+        Ok(None) => {
+            let verdict = state.auth_throttle.record_failure(ip);
+            if verdict.audit {
+                // Best effort: a failing audit write must not turn a 401 into something else.
+                let entry = AuditEntry::by_name(AuditAction::AuthDenied, "anonymous", meta)
+                    .success(false)
+                    .detail(json!({ "reason": "unknown or revoked token" }));
+                if let Err(e) = entry.record(&state.db).await {
+                    tracing::warn!(error = %e, "could not audit a denied authentication");
+                }
+            }
+            Err(error_response(StatusCode::UNAUTHORIZED, Code::Unauthenticated, "the bearer token is not valid"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "authentication failed");
+            Err(error_response(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string()))
+        }
+    }
+}
+
+async fn graphql(
+    State(http): State<Http>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    axum::Extension(req_id): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let state = &http.state;
+    let meta = meta_of(&req_id, &addr, &headers);
+    let principal = match authenticate(state, addr.ip(), &headers, &meta).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        && !ct.trim_start().to_ascii_lowercase().starts_with("application/json")
+        && !ct.trim_start().to_ascii_lowercase().starts_with("application/graphql-response+json")
+    {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::BadUserInput,
+            "Content-Type must be application/json",
+        );
+    }
+    let limits = &state.settings.limits;
+    let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            let message = format!("the request body is over the {} byte limit", limits.max_body_bytes);
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, Code::BadUserInput, &message);
+        }
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            // serde's message names the position and the problem, never echoes input text.
+            let message = format!("the body is not a GraphQL request in JSON: {e}");
+            return error_response(StatusCode::BAD_REQUEST, Code::BadUserInput, &message);
+        }
+    };
+    if let BatchRequest::Batch(requests) = &batch
+        && (requests.is_empty() || requests.len() > limits.max_batch)
+    {
+        let message = format!("a batch must hold 1 to {} operations", limits.max_batch);
+        return error_response(StatusCode::BAD_REQUEST, Code::BadUserInput, &message);
+    }
+    let batch = batch.data(principal).data(meta);
+    let response = match tokio::time::timeout(limits.request_timeout, http.schema.execute_batch(batch)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let e = AppError::Unavailable("request timed out".into());
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, e.code(), "the request took too long and was stopped");
+        }
+    };
+    // Error codes were set by the schema's ErrorCodes extension.
+    async_graphql_axum::GraphQLResponse::from(response).into_response()
+}

@@ -1,0 +1,161 @@
+//! Server settings: built by clap from flags and environment in production, built in code
+//! by tests. Nothing global: two differently configured servers can share a process.
+//! ("config" is the domain's word for a stored document, so these are "settings".)
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+pub const DEFAULT_DATA_DIR: &str = "./.keyward";
+
+/// Where the data lives and which keys protect it: shared by every subcommand that
+/// touches the database.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StoreSettings {
+    /// `postgres://…` or `sqlite://PATH?mode=rwc`. Unset: SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Holds the default SQLite file and, in development, a generated key file.
+    #[arg(long, env = "KEYWARD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The keyring: Fernet keys separated by commas; the first encrypts, all decrypt.
+    #[arg(long = "encryption-key", env = "CONFIG_ENCRYPTION_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub encryption_key: Option<SecretString>,
+    /// Most database connections held open at once.
+    #[arg(long, env = "KEYWARD_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// How long a request waits for a database connection before it is UNAVAILABLE.
+    #[arg(long, env = "KEYWARD_DB_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_timeout: Duration,
+}
+
+impl StoreSettings {
+    /// In-code defaults (no environment read), for tests and embedding.
+    pub fn new(database_url: Option<String>, data_dir: PathBuf, encryption_key: Option<SecretString>) -> Self {
+        Self { database_url, data_dir, encryption_key, db_max_connections: 16, db_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Everything `keyward serve` needs.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "KEYWARD_BIND", default_value = DEFAULT_BIND)]
+    pub bind: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreSettings,
+    /// A break-glass bearer token with the ADMIN role.
+    #[arg(long, env = "KEYWARD_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub admin_token: Option<SecretString>,
+    /// Extra hosts (`host` or `host:port`) provider base_urls may point at.
+    #[arg(long, env = "KEYWARD_PROVIDER_HOSTS", value_delimiter = ',')]
+    pub provider_hosts: Vec<String>,
+    /// Server environment variables that `${NAME}` config values may resolve to.
+    #[arg(long, env = "KEYWARD_ENV_ALLOW", value_delimiter = ',')]
+    pub env_allow: Vec<String>,
+    #[command(flatten)]
+    pub limits: Limits,
+    /// Origins allowed to call the API from a browser (CORS). None by default.
+    #[arg(long, env = "KEYWARD_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// How long in-flight requests and streams get to finish after SIGTERM.
+    #[arg(long, env = "KEYWARD_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// Refusals that keep one client from hurting the others.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    #[arg(long, env = "KEYWARD_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest configData document, in bytes of JSON.
+    #[arg(long, env = "KEYWARD_MAX_CONFIG_BYTES", default_value_t = 1024 * 1024)]
+    pub max_config_bytes: usize,
+    /// Deepest query nesting.
+    #[arg(long, env = "KEYWARD_MAX_QUERY_DEPTH", default_value_t = 32)]
+    pub max_query_depth: usize,
+    /// Most fields (and aliases) one operation may select, counted by complexity.
+    #[arg(long, env = "KEYWARD_MAX_QUERY_COMPLEXITY", default_value_t = 1000)]
+    pub max_query_complexity: usize,
+    /// Most operations in one batched request.
+    #[arg(long, env = "KEYWARD_MAX_BATCH", default_value_t = 10)]
+    pub max_batch: usize,
+    /// Longest a request may run (streams excepted) before it is cut off.
+    #[arg(long, env = "KEYWARD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Failed authentications one client IP may make per minute before it is throttled.
+    #[arg(long, env = "KEYWARD_AUTH_FAILURES_PER_MINUTE", default_value_t = 20)]
+    pub auth_failures_per_minute: u32,
+    /// Longest an AI provider may take to answer (streams: between chunks).
+    #[arg(long, env = "KEYWARD_PROVIDER_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub provider_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_config_bytes: 1024 * 1024,
+            max_query_depth: 32,
+            max_query_complexity: 1000,
+            max_batch: 10,
+            request_timeout: Duration::from_secs(30),
+            auth_failures_per_minute: 20,
+            provider_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Settings {
+    /// In-code defaults (no environment read): tests start from here and change fields.
+    pub fn new(store: StoreSettings) -> Self {
+        Self {
+            bind: DEFAULT_BIND.parse().expect("valid default"),
+            store,
+            admin_token: None,
+            provider_hosts: Vec::new(),
+            env_allow: Vec::new(),
+            limits: Limits::default(),
+            cors_origins: Vec::new(),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+fn parse_secret(s: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(s))
+}
+
+/// `250ms`, `5s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = number.parse().map_err(|_| format!("`{s}` is not a duration like 5s or 250ms"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_common_units() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

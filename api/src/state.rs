@@ -1,0 +1,31 @@
+//! `AppState`: what every request needs. Cheap to clone.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::auth::FailedAuthThrottle;
+use crate::crypto::{Keyring, SealedBoxKeys};
+use crate::settings::Settings;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub keyring: Arc<Keyring>,
+    pub sealed_keys: Arc<SealedBoxKeys>,
+    pub settings: Arc<Settings>,
+    pub auth_throttle: Arc<FailedAuthThrottle>,
+}
+
+impl AppState {
+    pub fn new(db: DatabaseConnection, keyring: Keyring, settings: Settings) -> Self {
+        let sealed_keys = SealedBoxKeys::derive(&keyring);
+        Self {
+            db,
+            auth_throttle: Arc::new(FailedAuthThrottle::new(settings.limits.auth_failures_per_minute)),
+            keyring: Arc::new(keyring),
+            sealed_keys: Arc::new(sealed_keys),
+            settings: Arc::new(settings),
+        }
+    }
+}
