@@ -132,3 +132,13 @@ impl From<crate::crypto::IngestError> for AppError {
         Self::BadUserInput(err.to_string())
     }
 }
+
+impl From<crate::providers::ProviderError> for AppError {
+    fn from(err: crate::providers::ProviderError) -> Self {
+        use crate::providers::ProviderError as P;
+        match err {
+            P::BadConfig(message) => Self::BadUserInput(message),
+            other => Self::Provider(other.to_string()),
+        }
+    }
+}

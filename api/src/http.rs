@@ -6,7 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::BatchRequest;
+use async_graphql::{BatchRequest, Data};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use axum::extract::WebSocketUpgrade;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -37,6 +40,7 @@ pub fn router(state: AppState, schema: KeywardSchema) -> Router {
     let http = Http { state, schema };
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/", get(|| async { Redirect::permanent("/console/") }))
@@ -170,6 +174,41 @@ pub async fn authenticate_bearer(
             Err(error_response(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string()))
         }
     }
+}
+
+/// Subscriptions (`graphql-transport-ws`). The bearer token comes in `connection_init`'s
+/// payload as `{"Authorization": "Bearer …"}`; without a valid one the socket is closed.
+async fn graphql_ws(
+    State(http): State<Http>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    axum::Extension(req_id): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let meta = meta_of(&req_id, &addr, &headers);
+    let Http { state, schema } = http;
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let bearer = ["Authorization", "authorization"]
+                        .iter()
+                        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
+                        .map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim().to_owned());
+                    match authenticate_bearer(&state, addr.ip(), bearer.as_deref(), &meta).await {
+                        Ok(principal) => {
+                            let mut data = Data::default();
+                            data.insert(principal);
+                            data.insert(meta);
+                            Ok(data)
+                        }
+                        Err(_) => Err(AppError::Unauthenticated.into()),
+                    }
+                })
+                .serve()
+        })
 }
 
 async fn graphql(

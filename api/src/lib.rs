@@ -14,6 +14,7 @@ pub mod keys;
 pub mod pagination;
 pub mod providers;
 pub mod schema;
+pub mod session;
 pub mod settings;
 pub mod startup;
 pub mod state;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_graphql::extensions::apollo_persisted_queries::{ApolloPersistedQueries, LruCacheStorage};
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe};
 use async_graphql::futures_util::stream::BoxStream;
-use async_graphql::{EmptySubscription, MergedObject, Response, Schema, SchemaBuilder, ServerError};
+use async_graphql::{MergedObject, MergedSubscription, Response, Schema, SchemaBuilder, ServerError};
 use futures::StreamExt;
 
 use crate::audit::schema::AuditQuery;
@@ -14,15 +14,17 @@ use crate::auth::schema::{AuthMutation, AuthQuery};
 use crate::config::schema::{ConfigMutation, ConfigQuery};
 use crate::error::{AppError, Code};
 use crate::keys::schema::KeysQuery;
+use crate::session::schema::{SessionMutation, SessionQuery, SessionSubscription};
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
-pub struct Query(ConfigQuery, AuthQuery, AuditQuery, KeysQuery);
+pub struct Query(ConfigQuery, SessionQuery, AuthQuery, AuditQuery, KeysQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(ConfigMutation, AuthMutation);
+pub struct Mutation(ConfigMutation, SessionMutation, AuthMutation);
 
-pub type Subscription = EmptySubscription;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(SessionSubscription);
 
 pub type KeywardSchema = Schema<Query, Mutation, Subscription>;
 

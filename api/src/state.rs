@@ -6,6 +6,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::FailedAuthThrottle;
 use crate::crypto::{Keyring, SealedBoxKeys};
+use crate::providers::{ProviderSettings, Providers};
 use crate::settings::Settings;
 
 #[derive(Clone)]
@@ -15,13 +16,21 @@ pub struct AppState {
     pub sealed_keys: Arc<SealedBoxKeys>,
     pub settings: Arc<Settings>,
     pub auth_throttle: Arc<FailedAuthThrottle>,
+    pub providers: Providers,
 }
 
 impl AppState {
     pub fn new(db: DatabaseConnection, keyring: Keyring, settings: Settings) -> Self {
         let sealed_keys = SealedBoxKeys::derive(&keyring);
+        let providers = Providers::new(ProviderSettings {
+            extra_hosts: settings.provider_hosts.clone(),
+            env_allow: settings.env_allow.clone(),
+            request_timeout: settings.limits.provider_timeout,
+            ..ProviderSettings::default()
+        });
         Self {
             db,
+            providers,
             auth_throttle: Arc::new(FailedAuthThrottle::new(settings.limits.auth_failures_per_minute)),
             keyring: Arc::new(keyring),
             sealed_keys: Arc::new(sealed_keys),

@@ -88,7 +88,12 @@ impl RecordedRequest {
     /// Everything the request carried except header `name`: method, path, query, every
     /// other header and the body. For asserting that a key went nowhere else.
     pub fn everything_except_header(&self, name: &str) -> String {
-        let mut all = format!("{} {} {}\n", self.method, self.path, self.query.as_deref().unwrap_or(""));
+        let mut all = format!(
+            "{} {} {}\n",
+            self.method,
+            self.path,
+            self.query.as_deref().unwrap_or("")
+        );
         for (n, v) in &self.headers {
             if !n.eq_ignore_ascii_case(name) {
                 all.push_str(&format!("{n}: {v}\n"));
@@ -170,11 +175,17 @@ impl FakeProvider {
             .await
             .expect("bind a local port for the fake provider");
         let addr = listener.local_addr().expect("the fake provider's address");
-        let app = Router::new().fallback(handle).with_state(Arc::clone(&shared));
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&shared));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, shared, server }
+        Self {
+            addr,
+            shared,
+            server,
+        }
     }
 
     pub fn flavor(&self) -> Flavor {
@@ -220,7 +231,10 @@ impl FakeProvider {
     /// The next `n` calls answer `status` with the provider's error body (which echoes the
     /// key it was sent). A 429 carries `retry-after: 0`.
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.shared.knobs().failures.extend(std::iter::repeat_n(status, n));
+        self.shared
+            .knobs()
+            .failures
+            .extend(std::iter::repeat_n(status, n));
     }
 
     /// Every call waits this long before answering at all.
@@ -248,7 +262,11 @@ impl FakeProvider {
     }
 
     pub fn request_count(&self) -> usize {
-        self.shared.requests.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Streams whose client went away before the last event was sent.
@@ -301,7 +319,12 @@ async fn handle(
         query: uri.query().map(str::to_owned),
         headers: headers
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: serde_json::from_str(&raw_body).unwrap_or(Value::Null),
         raw_body,
@@ -315,7 +338,13 @@ async fn handle(
     let (delay, failure, chunks, chunk_delay, stream_error) = {
         let mut knobs = shared.knobs();
         let failure = knobs.failures.pop_front();
-        (knobs.delay, failure, knobs.chunks.clone(), knobs.chunk_delay, knobs.stream_error)
+        (
+            knobs.delay,
+            failure,
+            knobs.chunks.clone(),
+            knobs.chunk_delay,
+            knobs.stream_error,
+        )
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -329,7 +358,10 @@ async fn handle(
         return error_response(flavor, status, &request);
     }
 
-    let model = request.body["model"].as_str().unwrap_or("unknown").to_owned();
+    let model = request.body["model"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_owned();
     if !request.is_stream() {
         return Json(whole_reply(flavor, &model, &chunks.concat())).into_response();
     }
@@ -355,7 +387,11 @@ struct StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let counter = if self.finished { &self.shared.completed } else { &self.shared.cancelled };
+        let counter = if self.finished {
+            &self.shared.completed
+        } else {
+            &self.shared.cancelled
+        };
         counter.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -424,34 +460,57 @@ fn whole_reply(flavor: Flavor, model: &str, text: &str) -> Value {
 }
 
 fn stream_events(flavor: Flavor, model: &str, chunks: &[String], midway_error: bool) -> Vec<Event> {
-    let chunks = if midway_error { &chunks[..chunks.len().min(1)] } else { chunks };
+    let chunks = if midway_error {
+        &chunks[..chunks.len().min(1)]
+    } else {
+        chunks
+    };
     match flavor {
         Flavor::Anthropic => {
-            let named = |name: &str, data: Value| Event::default().event(name).data(data.to_string());
+            let named =
+                |name: &str, data: Value| Event::default().event(name).data(data.to_string());
             let mut events = vec![
-                named("message_start", json!({"type": "message_start", "message": {
-                    "id": "msg_fake", "type": "message", "role": "assistant", "content": [],
-                    "model": model, "stop_reason": null, "stop_sequence": null,
-                    "usage": {"input_tokens": 10, "output_tokens": 1},
-                }})),
-                named("content_block_start", json!({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "text", "text": ""}})),
+                named(
+                    "message_start",
+                    json!({"type": "message_start", "message": {
+                        "id": "msg_fake", "type": "message", "role": "assistant", "content": [],
+                        "model": model, "stop_reason": null, "stop_sequence": null,
+                        "usage": {"input_tokens": 10, "output_tokens": 1},
+                    }}),
+                ),
+                named(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
+                ),
                 named("ping", json!({"type": "ping"})),
             ];
             events.extend(chunks.iter().map(|chunk| {
-                named("content_block_delta", json!({"type": "content_block_delta", "index": 0,
-                    "delta": {"type": "text_delta", "text": chunk}}))
+                named(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": chunk}}),
+                )
             }));
             if midway_error {
-                events.push(named("error", json!({"type": "error",
-                    "error": {"type": "overloaded_error", "message": "Overloaded"}})));
+                events.push(named(
+                    "error",
+                    json!({"type": "error",
+                    "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+                ));
                 return events;
             }
             events.extend([
-                named("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
-                named("message_delta", json!({"type": "message_delta",
+                named(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": 0}),
+                ),
+                named(
+                    "message_delta",
+                    json!({"type": "message_delta",
                     "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-                    "usage": {"output_tokens": 5}})),
+                    "usage": {"output_tokens": 5}}),
+                ),
                 named("message_stop", json!({"type": "message_stop"})),
             ]);
             events
@@ -469,8 +528,15 @@ fn stream_events(flavor: Flavor, model: &str, chunks: &[String], midway_error: b
                     .to_string(),
                 )
             };
-            let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
-            events.extend(chunks.iter().map(|text| chunk(json!({"content": text}), Value::Null)));
+            let mut events = vec![chunk(
+                json!({"role": "assistant", "content": ""}),
+                Value::Null,
+            )];
+            events.extend(
+                chunks
+                    .iter()
+                    .map(|text| chunk(json!({"content": text}), Value::Null)),
+            );
             if midway_error {
                 events.push(Event::default().data(
                     json!({"error": {"message": "The server had an error", "type": "server_error"}}).to_string(),

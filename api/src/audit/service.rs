@@ -13,7 +13,9 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     pub fn new(action: AuditAction, actor: &Principal, meta: &RequestMeta) -> Self {
-        Self::by_name(action, &actor.name, meta).tenant(actor.tenant.clone())
+        // A MEMBER stored without a tenant acts in `default`: record the tenant it acts in.
+        let tenant = actor.tenant_scope().map(str::to_owned).or_else(|| actor.tenant.clone());
+        Self::by_name(action, &actor.name, meta).tenant(tenant)
     }
 
     /// For events without an authenticated principal (`auth.denied`).

@@ -133,6 +133,10 @@ impl AuthMutation {
     async fn revoke_api_token(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let state = ctx.data_unchecked::<AppState>();
         let id = parse_id(&id).ok_or(AppError::NotFound("token"))?;
-        Ok(token::revoke(&state.db, ctx.data_unchecked(), ctx.data_unchecked(), id).await?)
+        // The revocation and its audit row commit together, like every audited action.
+        let txn = sea_orm::TransactionTrait::begin(&state.db).await.map_err(AppError::from)?;
+        let revoked = token::revoke(&txn, ctx.data_unchecked(), ctx.data_unchecked(), id).await?;
+        txn.commit().await.map_err(AppError::from)?;
+        Ok(revoked)
     }
 }

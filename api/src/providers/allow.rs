@@ -32,7 +32,9 @@ pub(crate) enum UrlRefused {
     QueryOrFragment,
     #[error("uses plain http, which is allowed only for hosts listed in KEYWARD_PROVIDER_HOSTS")]
     PlainHttp,
-    #[error("points at a host that is not allowed (allowed: the built-in provider hosts and KEYWARD_PROVIDER_HOSTS)")]
+    #[error(
+        "points at a host that is not allowed (allowed: the built-in provider hosts and KEYWARD_PROVIDER_HOSTS)"
+    )]
     HostNotAllowed { host: String },
 }
 
@@ -67,7 +69,10 @@ impl HostAllowlist {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(UrlRefused::QueryOrFragment);
         }
-        let host = url.host_str().map(normalize_host).ok_or(UrlRefused::Invalid)?;
+        let host = url
+            .host_str()
+            .map(normalize_host)
+            .ok_or(UrlRefused::Invalid)?;
         let port = url.port_or_known_default().ok_or(UrlRefused::Invalid)?;
 
         let extra = self
@@ -78,7 +83,11 @@ impl HostAllowlist {
             return Ok(());
         }
         if BUILT_IN_HOSTS.contains(&host.as_str()) {
-            return if https { Ok(()) } else { Err(UrlRefused::PlainHttp) };
+            return if https {
+                Ok(())
+            } else {
+                Err(UrlRefused::PlainHttp)
+            };
         }
         Err(UrlRefused::HostNotAllowed { host })
     }
@@ -110,20 +119,29 @@ impl AllowedHost {
             Some(p) => match p.parse::<u16>() {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    tracing::warn!(entry, "KEYWARD_PROVIDER_HOSTS entry has an unreadable port; it allows no port");
+                    tracing::warn!(
+                        entry,
+                        "KEYWARD_PROVIDER_HOSTS entry has an unreadable port; it allows no port"
+                    );
                     Some(0)
                 }
             },
             None => None,
         };
-        Self { host: normalize_host(host), port }
+        Self {
+            host: normalize_host(host),
+            port,
+        }
     }
 }
 
 /// Lower case, no IPv6 brackets, no trailing root dot: the form both sides are compared in.
 fn normalize_host(host: &str) -> String {
     let host = host.trim();
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
@@ -140,7 +158,10 @@ mod tests {
         let l = list(&[]);
         assert!(l.check_base_url("https://api.openai.com/v1").is_ok());
         assert!(l.check_base_url("https://API.Anthropic.com:8443").is_ok());
-        assert_eq!(l.check_base_url("http://api.openai.com/v1"), Err(UrlRefused::PlainHttp));
+        assert_eq!(
+            l.check_base_url("http://api.openai.com/v1"),
+            Err(UrlRefused::PlainHttp)
+        );
     }
 
     #[test]
@@ -175,7 +196,10 @@ mod tests {
             l.check_base_url("https://example.test/v1?key=x"),
             Err(UrlRefused::QueryOrFragment)
         );
-        assert_eq!(l.check_base_url("ftp://example.test"), Err(UrlRefused::Invalid));
+        assert_eq!(
+            l.check_base_url("ftp://example.test"),
+            Err(UrlRefused::Invalid)
+        );
         assert_eq!(l.check_base_url("example.test"), Err(UrlRefused::Invalid));
     }
 

@@ -74,7 +74,11 @@ impl Wire for Anthropic {
             .header("x-api-key", upstream::secret_header("", &self.api_key)?)
             .header("anthropic-version", API_VERSION)
             .json(&body);
-        Ok(if stream { request.header("accept", "text/event-stream") } else { request })
+        Ok(if stream {
+            request.header("accept", "text/event-stream")
+        } else {
+            request
+        })
     }
 
     fn reply_text(&self, reply: &Value) -> Option<String> {
@@ -109,12 +113,21 @@ impl Wire for Anthropic {
             }
             "message_delta" => {
                 let data = parse(&event.data)?;
-                Ok(if data["delta"]["stop_reason"].is_string() { Step::finished() } else { Step::ignore() })
+                Ok(if data["delta"]["stop_reason"].is_string() {
+                    Step::finished()
+                } else {
+                    Step::ignore()
+                })
             }
             "message_stop" => Ok(Step::done()),
             "error" => {
-                let kind = parse(&event.data).ok().and_then(|data| safe_error_type(&data["error"]["type"]));
-                tracing::warn!(error_type = kind.as_deref().unwrap_or("unknown"), "provider sent an error event");
+                let kind = parse(&event.data)
+                    .ok()
+                    .and_then(|data| safe_error_type(&data["error"]["type"]));
+                tracing::warn!(
+                    error_type = kind.as_deref().unwrap_or("unknown"),
+                    "provider sent an error event"
+                );
                 Err(ProviderError::Failed(match kind {
                     Some(kind) => format!("the provider reported an error mid-stream ({kind})"),
                     None => "the provider reported an error mid-stream".into(),
@@ -137,6 +150,8 @@ fn parse(data: &str) -> Result<Value, ProviderError> {
 /// from the upstream ever reaches a message.
 fn safe_error_type(value: &Value) -> Option<String> {
     let kind = value.as_str()?;
-    (!kind.is_empty() && kind.len() <= 40 && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
-        .then(|| kind.to_owned())
+    (!kind.is_empty()
+        && kind.len() <= 40
+        && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    .then(|| kind.to_owned())
 }

@@ -47,7 +47,13 @@ mod tests {
 
     #[test]
     fn chunks_concatenate_to_the_text() {
-        for text in ["", "one", "Hello  wide\tworld\n", "  leading", "ünïcode wörds ok"] {
+        for text in [
+            "",
+            "one",
+            "Hello  wide\tworld\n",
+            "  leading",
+            "ünïcode wörds ok",
+        ] {
             assert_eq!(chunks(text).concat(), text);
         }
         assert_eq!(chunks("a bc  d"), ["a ", "bc  ", "d"]);

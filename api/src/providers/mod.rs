@@ -107,7 +107,14 @@ impl Providers {
             .expect("the HTTP client's TLS backend initialises");
         let hosts = HostAllowlist::new(&settings.extra_hosts);
         let env: EnvLookup = Arc::new(|name| std::env::var(name).ok());
-        Self { inner: Arc::new(Inner { http, settings, hosts, env }) }
+        Self {
+            inner: Arc::new(Inner {
+                http,
+                settings,
+                hosts,
+                env,
+            }),
+        }
     }
 
     /// Replaces where `${NAME}` values are looked up (the process environment by default),
@@ -137,7 +144,10 @@ impl Providers {
                 Value::Null => {}
                 Value::String(s) if is_env_reference(s) || s.starts_with("enc:") => {}
                 Value::String(s) if module != Module::Echo => {
-                    self.inner.hosts.check_base_url(s).map_err(|why| url_refused(why, true))?;
+                    self.inner
+                        .hosts
+                        .check_base_url(s)
+                        .map_err(|why| url_refused(why, true))?;
                 }
                 Value::String(_) => {}
                 _ => return Err(bad("config.base_url", "must be a string")),
@@ -176,10 +186,15 @@ impl Providers {
 
         let model = match model_override.map(str::trim).filter(|m| !m.is_empty()) {
             Some(model) => model.to_owned(),
-            None => literal_string(config, "model")?.unwrap_or_else(|| module.default_model().to_owned()),
+            None => literal_string(config, "model")?
+                .unwrap_or_else(|| module.default_model().to_owned()),
         };
         if module == Module::Echo {
-            return Ok(ProviderClient { module, model, backend: Backend::Echo });
+            return Ok(ProviderClient {
+                module,
+                model,
+                backend: Backend::Echo,
+            });
         }
 
         let api_key = self.api_key(config)?;
@@ -221,7 +236,11 @@ impl Providers {
             request_timeout: self.inner.settings.request_timeout,
             max_retries: self.inner.settings.max_retries,
         };
-        Ok(ProviderClient { module, model, backend: Backend::Http { wire, upstream } })
+        Ok(ProviderClient {
+            module,
+            model,
+            backend: Backend::Http { wire, upstream },
+        })
     }
 
     fn api_key(&self, config: &Map<String, Value>) -> Result<SecretString, ProviderError> {
@@ -263,10 +282,19 @@ impl Providers {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => match env_reference(s) {
                 Some(name) => match (self.inner.env)(name) {
-                    Some(text) => Ok(Some(Resolved { text, from_env: true })),
-                    None => Err(bad(&path, "refers to an environment variable that is not set on the server")),
+                    Some(text) => Ok(Some(Resolved {
+                        text,
+                        from_env: true,
+                    })),
+                    None => Err(bad(
+                        &path,
+                        "refers to an environment variable that is not set on the server",
+                    )),
                 },
-                None => Ok(Some(Resolved { text: s.clone(), from_env: false })),
+                None => Ok(Some(Resolved {
+                    text: s.clone(),
+                    from_env: false,
+                })),
             },
             Some(_) => Err(bad(&path, "must be a string")),
         }
@@ -291,13 +319,21 @@ impl Module {
 
     fn of(entry: &Value) -> Result<Self, ProviderError> {
         let Some(entry) = entry.as_object() else {
-            return Err(ProviderError::BadConfig(format!("{ENTRY}: must be an object")));
+            return Err(ProviderError::BadConfig(format!(
+                "{ENTRY}: must be an object"
+            )));
         };
         match entry.get("module").and_then(Value::as_str) {
             Some("provider-anthropic") => Ok(Module::Anthropic),
             Some("provider-openai") => Ok(Module::OpenAi),
             Some("provider-echo") => Ok(Module::Echo),
-            Some(_) => Err(bad("module", &format!("is not a known provider module (one of {})", Self::NAMES.join(", ")))),
+            Some(_) => Err(bad(
+                "module",
+                &format!(
+                    "is not a known provider module (one of {})",
+                    Self::NAMES.join(", ")
+                ),
+            )),
             None => Err(bad("module", "is missing")),
         }
     }
@@ -364,7 +400,10 @@ fn max_tokens_of(value: &Value) -> Result<u32, ProviderError> {
 
 /// Every `${NAME}` anywhere under `value` must name an allowed variable, whether or not the
 /// provider uses that field: a config that asks for more than it may have is refused whole.
-fn check_env_references(config: &Map<String, Value>, allow: &[String]) -> Result<(), ProviderError> {
+fn check_env_references(
+    config: &Map<String, Value>,
+    allow: &[String],
+) -> Result<(), ProviderError> {
     fn walk(value: &Value, path: &mut String, allow: &[String]) -> Result<(), ProviderError> {
         let mut child = |suffix: std::fmt::Arguments<'_>, item: &Value| {
             let len = path.len();
@@ -381,12 +420,13 @@ fn check_env_references(config: &Map<String, Value>, allow: &[String]) -> Result
                 )),
                 _ => Ok(()),
             },
-            Value::Array(items) => {
-                items.iter().enumerate().try_for_each(|(i, item)| child(format_args!("[{i}]"), item))
-            }
-            Value::Object(map) => {
-                map.iter().try_for_each(|(key, item)| child(format_args!(".{key}"), item))
-            }
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, item)| child(format_args!("[{i}]"), item)),
+            Value::Object(map) => map
+                .iter()
+                .try_for_each(|(key, item)| child(format_args!(".{key}"), item)),
             _ => Ok(()),
         }
     }
@@ -399,7 +439,9 @@ fn check_env_references(config: &Map<String, Value>, allow: &[String]) -> Result
 fn env_reference(s: &str) -> Option<&str> {
     let name = s.strip_prefix("${")?.strip_suffix('}')?;
     let mut chars = name.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     valid.then_some(name)
 }
@@ -430,24 +472,31 @@ fn url_refused(why: UrlRefused, may_name_host: bool) -> ProviderError {
 }
 
 /// A client for one provider entry. Holds the key as a [`SecretString`]; `Debug` shows
-/// the module, model and endpoint, never the key.
+/// the module, model and endpoint, never the key. Cloning shares the key; it is not copied.
+#[derive(Clone)]
 pub struct ProviderClient {
     module: Module,
     model: String,
     backend: Backend,
 }
 
+#[derive(Clone)]
 enum Backend {
     Echo,
-    Http { wire: Arc<dyn Wire>, upstream: Upstream },
+    Http {
+        wire: Arc<dyn Wire>,
+        upstream: Upstream,
+    },
 }
 
 impl fmt::Debug for ProviderClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = f.debug_struct("ProviderClient");
-        s.field("module", &self.module.name()).field("model", &self.model);
+        s.field("module", &self.module.name())
+            .field("model", &self.model);
         if let Backend::Http { wire, .. } = &self.backend {
-            s.field("endpoint", &wire.endpoint().as_str()).field("api_key", &"[REDACTED]");
+            s.field("endpoint", &wire.endpoint().as_str())
+                .field("api_key", &"[REDACTED]");
         }
         s.finish()
     }
@@ -488,7 +537,9 @@ impl ProviderClient {
             Backend::Echo => Ok(echo::stream(transcript)),
             Backend::Http { wire, upstream } => {
                 non_empty(transcript)?;
-                upstream.stream(Arc::clone(wire), &self.model, transcript).await
+                upstream
+                    .stream(Arc::clone(wire), &self.model, transcript)
+                    .await
             }
         }
     }
@@ -510,11 +561,17 @@ pub struct Turn {
 
 impl Turn {
     pub fn user(content: impl Into<String>) -> Self {
-        Self { role: TurnRole::User, content: content.into() }
+        Self {
+            role: TurnRole::User,
+            content: content.into(),
+        }
     }
 
     pub fn assistant(content: impl Into<String>) -> Self {
-        Self { role: TurnRole::Assistant, content: content.into() }
+        Self {
+            role: TurnRole::Assistant,
+            content: content.into(),
+        }
     }
 }
 
@@ -575,10 +632,12 @@ impl ProviderError {
     /// `providers[0].config.api_key: is missing`. Other variants are returned unchanged.
     pub fn in_entry(self, entry_path: &str) -> Self {
         match self {
-            ProviderError::BadConfig(message) => ProviderError::BadConfig(match message.strip_prefix(ENTRY) {
-                Some(rest) => format!("{entry_path}{rest}"),
-                None => format!("{entry_path}.{message}"),
-            }),
+            ProviderError::BadConfig(message) => {
+                ProviderError::BadConfig(match message.strip_prefix(ENTRY) {
+                    Some(rest) => format!("{entry_path}{rest}"),
+                    None => format!("{entry_path}.{message}"),
+                })
+            }
             other => other,
         }
     }

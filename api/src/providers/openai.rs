@@ -45,7 +45,10 @@ impl Wire for OpenAi {
         transcript: &[Turn],
         stream: bool,
     ) -> Result<RequestBuilder, ProviderError> {
-        let system = self.system.iter().map(|system| json!({"role": "system", "content": system}));
+        let system = self
+            .system
+            .iter()
+            .map(|system| json!({"role": "system", "content": system}));
         let turns = transcript
             .iter()
             .map(|turn| json!({"role": turn.role.as_str(), "content": turn.content}));
@@ -62,9 +65,16 @@ impl Wire for OpenAi {
         }
         let request = http
             .post(self.endpoint.clone())
-            .header("authorization", upstream::secret_header("Bearer ", &self.api_key)?)
+            .header(
+                "authorization",
+                upstream::secret_header("Bearer ", &self.api_key)?,
+            )
             .json(&body);
-        Ok(if stream { request.header("accept", "text/event-stream") } else { request })
+        Ok(if stream {
+            request.header("accept", "text/event-stream")
+        } else {
+            request
+        })
     }
 
     fn reply_text(&self, reply: &Value) -> Option<String> {
@@ -72,9 +82,13 @@ impl Wire for OpenAi {
         match message.get("content") {
             Some(Value::String(text)) => Some(text.clone()),
             // A refusal comes instead of content.
-            Some(Value::Null) | None => {
-                Some(message.get("refusal").and_then(Value::as_str).unwrap_or_default().to_owned())
-            }
+            Some(Value::Null) | None => Some(
+                message
+                    .get("refusal")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
             Some(_) => None,
         }
     }
@@ -93,7 +107,9 @@ impl Wire for OpenAi {
         })?;
         if chunk.get("error").is_some_and(|e| !e.is_null()) {
             tracing::warn!("provider sent an error in its stream");
-            return Err(ProviderError::Failed("the provider reported an error mid-stream".into()));
+            return Err(ProviderError::Failed(
+                "the provider reported an error mid-stream".into(),
+            ));
         }
         // A usage-only chunk has no choices.
         let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {

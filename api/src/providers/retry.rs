@@ -62,9 +62,15 @@ where
             Ok(response) if response.status().is_success() => return Ok(response),
             Ok(response) => {
                 let status = response.status();
-                tracing::warn!(status = status.as_u16(), attempt = n, "provider answered with an error status");
+                tracing::warn!(
+                    status = status.as_u16(),
+                    attempt = n,
+                    "provider answered with an error status"
+                );
                 if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-                    return Err(ProviderError::Rejected { status: status.as_u16() });
+                    return Err(ProviderError::Rejected {
+                        status: status.as_u16(),
+                    });
                 }
                 if !is_retryable(status) {
                     return Err(ProviderError::Failed(refused_message(status)));
@@ -81,7 +87,10 @@ where
                 }
                 match retry_after(response.headers()) {
                     Some(wait) if wait > MAX_RETRY_AFTER => {
-                        tracing::warn!(wait_s = wait.as_secs(), "provider asked to wait longer than the cap; giving up");
+                        tracing::warn!(
+                            wait_s = wait.as_secs(),
+                            "provider asked to wait longer than the cap; giving up"
+                        );
                         return Err(failed());
                     }
                     wait => backoff(n).max(wait.unwrap_or_default()),
@@ -103,7 +112,9 @@ where
             }
             Err(SendError::Other) => {
                 tracing::warn!(attempt = n, "request to the provider failed");
-                return Err(ProviderError::Failed("the request to the provider failed".into()));
+                return Err(ProviderError::Failed(
+                    "the request to the provider failed".into(),
+                ));
             }
         };
         tokio::time::sleep(failure).await;
@@ -140,19 +151,29 @@ fn refused_message(status: StatusCode) -> String {
             status.as_u16()
         )
     } else {
-        format!("the provider refused the request (HTTP {})", status.as_u16())
+        format!(
+            "the provider refused the request (HTTP {})",
+            status.as_u16()
+        )
     }
 }
 
 /// Backoff before attempt `n + 1`: 200 ms, 400 ms, 800 ms… times a jitter in [0.5, 1.5).
 fn backoff(n: u32) -> Duration {
-    let exp = BASE_DELAY.saturating_mul(1u32 << (n - 1).min(16)).min(MAX_BACKOFF);
+    let exp = BASE_DELAY
+        .saturating_mul(1u32 << (n - 1).min(16))
+        .min(MAX_BACKOFF);
     exp.mul_f64(rand::rng().random_range(0.5..1.5))
 }
 
 /// `retry-after-ms` (OpenAI), else `Retry-After` as seconds or an HTTP date.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
     }
@@ -180,13 +201,19 @@ mod tests {
 
     #[test]
     fn retry_after_reads_seconds_milliseconds_and_dates() {
-        assert_eq!(retry_after(&headers(&[("retry-after", "3")])), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "3")])),
+            Some(Duration::from_secs(3))
+        );
         assert_eq!(
             retry_after(&headers(&[("retry-after-ms", "250"), ("retry-after", "3")])),
             Some(Duration::from_millis(250))
         );
         assert_eq!(
-            retry_after(&headers(&[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")])),
+            retry_after(&headers(&[(
+                "retry-after",
+                "Sun, 06 Nov 1994 08:49:37 GMT"
+            )])),
             Some(Duration::ZERO)
         );
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")])), None);

@@ -53,13 +53,23 @@ impl Step {
         Self::default()
     }
     pub(crate) fn text(text: impl Into<String>) -> Self {
-        Self { text: text.into(), ..Self::default() }
+        Self {
+            text: text.into(),
+            ..Self::default()
+        }
     }
     pub(crate) fn finished() -> Self {
-        Self { finished: true, ..Self::default() }
+        Self {
+            finished: true,
+            ..Self::default()
+        }
     }
     pub(crate) fn done() -> Self {
-        Self { finished: true, done: true, ..Self::default() }
+        Self {
+            finished: true,
+            done: true,
+            ..Self::default()
+        }
     }
 }
 
@@ -82,7 +92,9 @@ impl Upstream {
         let timeout = self.request_timeout;
         let http = &self.http;
         let response = retry::with_retries(self.max_retries, timeout, move || async move {
-            let request = wire.request(http, model, transcript, false).map_err(|_| SendError::Other)?;
+            let request = wire
+                .request(http, model, transcript, false)
+                .map_err(|_| SendError::Other)?;
             Ok(request.timeout(timeout).send().await?)
         })
         .await?;
@@ -113,7 +125,9 @@ impl Upstream {
         let http = &self.http;
         let w: &dyn Wire = &*wire;
         let response = retry::with_retries(self.max_retries, timeout, move || async move {
-            let request = w.request(http, model, transcript, true).map_err(|_| SendError::Other)?;
+            let request = w
+                .request(http, model, transcript, true)
+                .map_err(|_| SendError::Other)?;
             match tokio::time::timeout(timeout, request.send()).await {
                 Ok(sent) => Ok(sent?),
                 Err(_) => Err(SendError::Timeout),
@@ -194,17 +208,27 @@ fn broken_stream(err: &EventStreamError<reqwest::Error>) -> ProviderError {
 
 /// A header value made from a key, marked sensitive so the HTTP stack never logs it or
 /// indexes it in HTTP/2 header compression.
-pub(crate) fn secret_header(prefix: &str, key: &SecretString) -> Result<HeaderValue, ProviderError> {
+pub(crate) fn secret_header(
+    prefix: &str,
+    key: &SecretString,
+) -> Result<HeaderValue, ProviderError> {
     let text = Zeroizing::new(format!("{prefix}{}", key.expose_secret()));
-    let mut value = HeaderValue::from_str(&text)
-        .map_err(|_| ProviderError::BadConfig("config.api_key: contains characters not allowed in an HTTP header".into()))?;
+    let mut value = HeaderValue::from_str(&text).map_err(|_| {
+        ProviderError::BadConfig(
+            "config.api_key: contains characters not allowed in an HTTP header".into(),
+        )
+    })?;
     value.set_sensitive(true);
     Ok(value)
 }
 
 /// `base` plus `path`, with exactly one `/` between them.
 pub(crate) fn join(base: &Url, path: &str) -> Url {
-    let joined = format!("{}/{}", base.as_str().trim_end_matches('/'), path.trim_start_matches('/'));
+    let joined = format!(
+        "{}/{}",
+        base.as_str().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
     // Joining a path onto a valid http(s) base always yields a valid URL.
     Url::parse(&joined).unwrap_or_else(|_| base.clone())
 }

@@ -1,0 +1,340 @@
+use chrono::Utc;
+use entity::{AuditAction, SessionStatus, message, session};
+use futures::stream::{BoxStream, StreamExt};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::audit::AuditEntry;
+use crate::auth::{Principal, RequestMeta};
+use crate::config::service::find_visible;
+use crate::crypto::{self, Keyring};
+use crate::error::AppError;
+use crate::providers::{ProviderClient, ProviderError, Providers, Turn, TurnRole};
+
+/// What a session needs from the server: the store, the keyring and the provider clients.
+pub struct Deps<'a> {
+    pub db: &'a DatabaseConnection,
+    pub keyring: &'a Keyring,
+    pub providers: &'a Providers,
+}
+
+pub struct NewSession {
+    pub config_id: Option<Uuid>,
+    pub provider: Option<i32>,
+    pub model: Option<String>,
+}
+
+#[derive(Default)]
+pub struct SessionFilter {
+    pub config_id: Option<Uuid>,
+    pub status: Option<SessionStatus>,
+}
+
+pub const MAX_MESSAGE_CHARS: usize = 100_000;
+
+/// Decrypts the config in memory and builds the client for one of its providers. The
+/// plaintext document is scrubbed when this returns; only the client keeps the key.
+fn build_client(
+    deps: &Deps<'_>,
+    config: &entity::config::Model,
+    index: i32,
+    model: Option<&str>,
+) -> Result<ProviderClient, AppError> {
+    let plain = crypto::decrypt_document(config.config_data.as_value(), deps.keyring)
+        .map_err(|path| AppError::DecryptionFailed { path })?;
+    let path = format!("providers[{index}]");
+    let entry = usize::try_from(index)
+        .ok()
+        .and_then(|i| plain.expose().get("providers")?.get(i))
+        .ok_or_else(|| AppError::bad_input(format!("configData.{path} does not exist")))?;
+    deps.providers
+        .client(entry, model)
+        .map_err(|e| AppError::from(e.in_entry(&format!("configData.{path}"))))
+}
+
+pub async fn create(deps: &Deps<'_>, by: &Principal, meta: &RequestMeta, new: NewSession) -> Result<session::Model, AppError> {
+    let config_id = new.config_id.ok_or(AppError::NotFound("config"))?;
+    let config = find_visible(deps.db, by, config_id).await?.ok_or(AppError::NotFound("config"))?;
+    let index = new.provider.unwrap_or(0);
+    let model = new.model.as_deref().map(str::trim).filter(|m| !m.is_empty());
+    let client = build_client(deps, &config, index, model)?;
+    let now = Utc::now();
+    let txn = deps.db.begin().await?;
+    let row = session::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        config_id: Set(config.id),
+        tenant: Set(config.tenant.clone()),
+        provider: Set(client.module().to_owned()),
+        provider_index: Set(index),
+        model: Set(client.model().map(str::to_owned)),
+        status: Set(SessionStatus::Active),
+        message_count: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    AuditEntry::new(AuditAction::SessionCreate, by, meta)
+        .tenant(Some(config.tenant))
+        .config(config.id)
+        .session(row.id)
+        .detail(serde_json::json!({
+            "provider": row.provider,
+            "providerIndex": index,
+            "model": row.model,
+            "configDecrypted": "in memory only, to build the provider client",
+        }))
+        .record(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(row)
+}
+
+pub async fn find_visible_session(
+    db: &impl ConnectionTrait,
+    by: &Principal,
+    id: Uuid,
+) -> Result<Option<session::Model>, AppError> {
+    let row = session::Entity::find_by_id(id).one(db).await?;
+    Ok(row.filter(|s| by.can_see(&s.tenant)))
+}
+
+pub async fn messages(db: &impl ConnectionTrait, session_id: Uuid) -> Result<Vec<message::Model>, AppError> {
+    Ok(message::Entity::find()
+        .filter(message::Column::SessionId.eq(session_id))
+        .order_by_asc(message::Column::Seq)
+        .all(db)
+        .await?)
+}
+
+/// A turn about to be sent: the session, its client and the transcript to send.
+pub struct Turnout {
+    pub session: session::Model,
+    pub client: ProviderClient,
+    pub transcript: Vec<Turn>,
+}
+
+/// Checks the session, stores the user's message and prepares the provider call.
+pub async fn begin_turn(
+    deps: &Deps<'_>,
+    by: &Principal,
+    session_id: Option<Uuid>,
+    content: String,
+) -> Result<Turnout, AppError> {
+    let session_id = session_id.ok_or(AppError::NotFound("session"))?;
+    if content.trim().is_empty() || content.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(AppError::bad_input(format!("content must be 1 to {MAX_MESSAGE_CHARS} characters")));
+    }
+    let session = find_visible_session(deps.db, by, session_id).await?.ok_or(AppError::NotFound("session"))?;
+    if session.status != SessionStatus::Active {
+        return Err(AppError::bad_input("the session is closed; create a new one"));
+    }
+    let config = find_visible(deps.db, by, session.config_id).await?.ok_or(AppError::NotFound("config"))?;
+    let client = build_client(deps, &config, session.provider_index, session.model.as_deref())?;
+    let history = messages(deps.db, session.id).await?;
+    let transcript = transcript(&history, &content);
+    let session = append(deps.db, &session, "user", content).await?.0;
+    Ok(Turnout { session, client, transcript })
+}
+
+/// Records the outcome of a provider call: the assistant's reply, or what went wrong (an
+/// `error` message, so the transcript shows it and the session stays usable).
+pub async fn finish_turn(
+    db: &DatabaseConnection,
+    session: &session::Model,
+    outcome: Result<String, ProviderError>,
+) -> Result<message::Model, AppError> {
+    match outcome {
+        Ok(reply) => Ok(append(db, session, "assistant", reply).await?.1),
+        Err(e) => Err(record_failure(db, session, e).await),
+    }
+}
+
+/// Adds the failure to the transcript and returns it as the error to answer with.
+async fn record_failure(db: &DatabaseConnection, session: &session::Model, e: ProviderError) -> AppError {
+    if let Err(store) = append(db, session, "error", e.to_string()).await {
+        tracing::warn!(error = %store, "could not record a provider failure in the transcript");
+    }
+    e.into()
+}
+
+pub async fn send(
+    deps: &Deps<'_>,
+    by: &Principal,
+    session_id: Option<Uuid>,
+    content: String,
+) -> Result<message::Model, AppError> {
+    let turn = begin_turn(deps, by, session_id, content).await?;
+    let outcome = turn.client.send(&turn.transcript).await;
+    finish_turn(deps.db, &turn.session, outcome).await
+}
+
+/// What a streamed turn yields: text deltas, then the stored reply.
+pub enum StreamEvent {
+    Delta(String),
+    Done(message::Model),
+}
+
+/// Streams a turn. Dropping the stream drops the provider's, which cancels the upstream
+/// request; nothing is stored for an abandoned reply.
+pub fn stream(
+    db: DatabaseConnection,
+    turn: Turnout,
+) -> BoxStream<'static, Result<StreamEvent, AppError>> {
+    async_stream::try_stream! {
+        let mut upstream = match turn.client.stream(&turn.transcript).await {
+            Ok(s) => s,
+            Err(e) => Err(record_failure(&db, &turn.session, e).await)?,
+        };
+        let mut reply = String::new();
+        while let Some(chunk) = upstream.next().await {
+            match chunk {
+                Ok(delta) => {
+                    reply.push_str(&delta);
+                    yield StreamEvent::Delta(delta);
+                }
+                Err(e) => Err(record_failure(&db, &turn.session, e).await)?,
+            }
+        }
+        let message = finish_turn(&db, &turn.session, Ok(reply)).await?;
+        yield StreamEvent::Done(message);
+    }
+    .boxed()
+}
+
+/// The provider transcript: user and assistant turns in order plus the new one, with
+/// consecutive turns of one role merged (a failed call leaves two user turns in a row,
+/// which providers refuse).
+fn transcript(history: &[message::Model], next: &str) -> Vec<Turn> {
+    let mut turns: Vec<Turn> = Vec::with_capacity(history.len() + 1);
+    let entries = history
+        .iter()
+        .filter_map(|m| TurnRole::parse(&m.role).map(|role| (role, m.content.as_str())))
+        .chain(std::iter::once((TurnRole::User, next)));
+    for (role, content) in entries {
+        match turns.last_mut() {
+            Some(last) if last.role == role => {
+                last.content.push_str("\n\n");
+                last.content.push_str(content);
+            }
+            _ => turns.push(Turn { role, content: content.to_owned() }),
+        }
+    }
+    // A transcript starts with the user.
+    while turns.first().is_some_and(|t| t.role != TurnRole::User) {
+        turns.remove(0);
+    }
+    turns
+}
+
+/// Appends a message at the session's next position. The count check makes concurrent
+/// turns on one session conflict instead of interleaving.
+async fn append(
+    db: &DatabaseConnection,
+    session: &session::Model,
+    role: &str,
+    content: String,
+) -> Result<(session::Model, message::Model), AppError> {
+    let txn = db.begin().await?;
+    let current = session::Entity::find_by_id(session.id).one(&txn).await?.ok_or(AppError::NotFound("session"))?;
+    let now = Utc::now();
+    let updated = session::Entity::update_many()
+        .col_expr(session::Column::MessageCount, Expr::col(session::Column::MessageCount).add(1))
+        .col_expr(session::Column::UpdatedAt, Expr::value(now))
+        .filter(session::Column::Id.eq(session.id))
+        .filter(session::Column::MessageCount.eq(current.message_count))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(AppError::Conflict("another message was added to this session at the same time".into()));
+    }
+    let message = message::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        session_id: Set(session.id),
+        seq: Set(current.message_count),
+        role: Set(role.to_owned()),
+        content: Set(content),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    let session = session::Model { message_count: current.message_count + 1, updated_at: now, ..current };
+    txn.commit().await?;
+    Ok((session, message))
+}
+
+pub async fn close(db: &DatabaseConnection, by: &Principal, id: Option<Uuid>) -> Result<session::Model, AppError> {
+    let id = id.ok_or(AppError::NotFound("session"))?;
+    let row = find_visible_session(db, by, id).await?.ok_or(AppError::NotFound("session"))?;
+    if row.status == SessionStatus::Closed {
+        return Ok(row);
+    }
+    let mut active: session::ActiveModel = row.into();
+    active.status = Set(SessionStatus::Closed);
+    active.updated_at = Set(Utc::now());
+    Ok(active.update(db).await?)
+}
+
+pub async fn delete(db: &DatabaseConnection, by: &Principal, id: Option<Uuid>) -> Result<bool, AppError> {
+    let id = id.ok_or(AppError::NotFound("session"))?;
+    let row = find_visible_session(db, by, id).await?.ok_or(AppError::NotFound("session"))?;
+    session::Entity::delete_by_id(row.id).exec(db).await?;
+    Ok(true)
+}
+
+pub async fn list(
+    db: &impl ConnectionTrait,
+    by: &Principal,
+    filter: &SessionFilter,
+    first: u64,
+    after: Option<Uuid>,
+) -> Result<(Vec<session::Model>, bool, u64), AppError> {
+    let mut query = session::Entity::find();
+    if let Some(tenant) = by.tenant_scope() {
+        query = query.filter(session::Column::Tenant.eq(tenant));
+    }
+    if let Some(config_id) = filter.config_id {
+        query = query.filter(session::Column::ConfigId.eq(config_id));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(session::Column::Status.eq(status));
+    }
+    let total = query.clone().count(db).await?;
+    if let Some(after) = after {
+        query = query.filter(session::Column::Id.lt(after));
+    }
+    let mut rows = query.order_by_desc(session::Column::Id).limit(first + 1).all(db).await?;
+    let has_next = rows.len() as u64 > first;
+    rows.truncate(first as usize);
+    Ok((rows, has_next, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: i32, role: &str, content: &str) -> message::Model {
+        message::Model {
+            id: Uuid::now_v7(),
+            session_id: Uuid::nil(),
+            seq,
+            role: role.into(),
+            content: content.into(),
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_transcript_skips_errors_and_merges_consecutive_user_turns() {
+        let history = [msg(0, "user", "hi"), msg(1, "error", "upstream 500"), msg(2, "user", "again?"), msg(3, "assistant", "yes")];
+        let turns = transcript(&history, "thanks");
+        assert_eq!(
+            turns,
+            vec![Turn::user("hi\n\nagain?"), Turn::assistant("yes"), Turn::user("thanks")]
+        );
+    }
+}
