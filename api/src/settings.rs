@@ -88,7 +88,7 @@ pub struct Limits {
     #[arg(long, env = "KEYWARD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
     /// Failed authentications one client IP may make per minute before it is throttled.
-    #[arg(long, env = "KEYWARD_AUTH_FAILURES_PER_MINUTE", default_value_t = 20)]
+    #[arg(long, env = "KEYWARD_AUTH_FAILURES_PER_MINUTE", default_value_t = 60)]
     pub auth_failures_per_minute: u32,
     /// Longest an AI provider may take to answer (streams: between chunks).
     #[arg(long, env = "KEYWARD_PROVIDER_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
@@ -104,7 +104,7 @@ impl Default for Limits {
             max_query_complexity: 1000,
             max_batch: 10,
             request_timeout: Duration::from_secs(30),
-            auth_failures_per_minute: 20,
+            auth_failures_per_minute: 60,
             provider_timeout: Duration::from_secs(120),
         }
     }

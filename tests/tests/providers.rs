@@ -600,9 +600,11 @@ async fn the_model_cannot_be_an_env_reference_because_clients_see_it() {
         ..settings_for(&fake)
     })
     .with_env_lookup(|_| Some("gpt-secret".into()));
-    assert_bad_config(
-        providers.client(&entry(&fake, json!({"model": "${MODEL}"})), None),
-        "config.model",
+    let entry = entry(&fake, json!({"model": "${MODEL}"}));
+    assert_bad_config(providers.client(&entry, None), "config.model");
+    assert!(
+        providers.check_entry(&entry).is_err(),
+        "refused at write time too"
     );
 }
 

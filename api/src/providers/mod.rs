@@ -134,7 +134,7 @@ impl Providers {
     /// Checks a provider entry as stored (sealed: secrets are still `enc:` strings) without
     /// decrypting: module known, `config` an object, `base_url` (if any, and not an
     /// environment reference) parses and its host is allowed, `max_tokens` a positive
-    /// integer. Used at config write time. Errors name paths relative to the entry
+    /// integer, `model` and `system` plain strings. Used at config write time. Errors name paths relative to the entry
     /// (`config.base_url: …`); see [`ProviderError::in_entry`].
     pub fn check_entry(&self, entry: &Value) -> Result<(), ProviderError> {
         let module = Module::of(entry)?;
@@ -155,15 +155,15 @@ impl Providers {
         }
         match config.get("max_tokens") {
             Some(Value::String(s)) if is_env_reference(s) => {}
+            Some(Value::Null) | None => {}
             Some(value) => {
                 max_tokens_of(value)?;
             }
-            None => {}
         }
-        match config.get("model") {
-            None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
-            Some(_) => Err(bad("config.model", "must be a string")),
-        }
+        // Same rules as at session creation, so a config that can never work is refused now.
+        literal_string(config, "model")?;
+        literal_string(config, "system")?;
+        Ok(())
     }
 
     /// Builds a client from a DECRYPTED provider entry

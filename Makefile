@@ -1,0 +1,24 @@
+# The two commands of the README: `make run` and `make test`. The rest are their parts.
+.PHONY: run test console tools-console tools check bench
+
+# Build everything a fresh machine needs (console included) and serve on embedded SQLite.
+run: tools-console console
+	cargo run --release -p keyward -- serve
+
+# The whole test suite: unit, integration (SQLite and PostgreSQL), interop and browser tests.
+test: tools console
+	cargo test --workspace --exclude console --no-fail-fast -- --test-threads 4
+
+console:
+	trunk build --release
+
+tools-console:
+	bash .ci/tools.sh console
+
+tools:
+	bash .ci/tools.sh all
+
+check:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --exclude console --all-targets -- -D warnings
+	cargo clippy -p console --target wasm32-unknown-unknown -- -D warnings
