@@ -20,7 +20,9 @@ fn main() {
     } else {
         fs::write(out.join("index.html"), PLACEHOLDER).unwrap();
         fs::write(out.join("keyward-placeholder"), "").unwrap();
-        println!("cargo:warning=console/dist is empty: embedding a placeholder (run `make console` or `make run`)");
+        println!(
+            "cargo:warning=console/dist is empty: embedding a placeholder (run `make console` or `make run`)"
+        );
     }
 
     let commit = Command::new("git")
@@ -34,7 +36,10 @@ fn main() {
     let git_head = manifest.join("../.git/HEAD");
     if git_head.exists() {
         println!("cargo:rerun-if-changed={}", git_head.display());
-        println!("cargo:rerun-if-changed={}", manifest.join("../.git/refs/heads").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest.join("../.git/refs/heads").display()
+        );
     }
 }
 

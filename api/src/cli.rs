@@ -37,6 +37,10 @@ pub enum Command {
     Decrypt(KeyArgs),
     /// Seal VALUE (or standard input) to a server's public key: prints `sealed:<keyId>:<base64>`.
     Seal(SealArgs),
+    /// Re-encrypt every stored value under the primary key (resumable; safe while serving).
+    Rotate(StoreSettings),
+    /// Print the fingerprint of each key of CONFIG_ENCRYPTION_KEY, as keyringStatus shows them.
+    Fingerprint(FingerprintArgs),
     /// Manage API tokens directly in the database.
     Token {
         #[command(subcommand)]
@@ -54,6 +58,13 @@ pub struct KeyArgs {
     #[arg(long, env = "CONFIG_ENCRYPTION_KEY", hide_env_values = true)]
     pub key: String,
     pub value: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FingerprintArgs {
+    /// Fernet keys separated by commas.
+    #[arg(long, env = "CONFIG_ENCRYPTION_KEY", hide_env_values = true)]
+    pub key: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -100,7 +111,46 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Migrate(store) => {
             let db = crate::db::connect(&store).await?;
             crate::db::migrate(&db).await?;
-            eprintln!("migrations are up to date ({})", crate::db::backend_name(&db));
+            eprintln!(
+                "migrations are up to date ({})",
+                crate::db::backend_name(&db)
+            );
+        }
+        Command::Rotate(store) => {
+            let keyring = crate::startup::load_keyring(&store)?;
+            let db = crate::db::connect(&store).await?;
+            crate::db::migrate(&db).await?;
+            let by = crate::auth::Principal {
+                name: "cli:keyward rotate".into(),
+                ..crate::auth::Principal::break_glass_admin()
+            };
+            let meta = crate::auth::RequestMeta {
+                request_id: uuid::Uuid::now_v7().to_string(),
+                ..Default::default()
+            };
+            let counts = crate::keys::service::rotate(&db, &keyring, &by, &meta, |configs, c| {
+                eprintln!(
+                    "{configs} configs: {} re-encrypted, {} already current, {} failed",
+                    c.reencrypted, c.already_current, c.failed
+                );
+            })
+            .await?;
+            println!(
+                "reencrypted={} alreadyCurrent={} failed={}",
+                counts.reencrypted, counts.already_current, counts.failed
+            );
+            if counts.failed > 0 {
+                anyhow::bail!(
+                    "{} values could not be decrypted by any key of the keyring",
+                    counts.failed
+                );
+            }
+        }
+        Command::Fingerprint(args) => {
+            let keyring = Keyring::parse(&SecretString::from(args.key))?;
+            for (i, f) in keyring.fingerprints().iter().enumerate() {
+                println!("{i} {f}");
+            }
         }
         Command::Keygen => println!("{}", Keyring::generate_key().expose_secret()),
         Command::Encrypt(args) => {
@@ -111,15 +161,27 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Decrypt(args) => {
             let keyring = Keyring::parse(&SecretString::from(args.key))?;
             let value = value_or_stdin(args.value)?;
-            let plain = crypto::decrypt_value(&keyring, value.trim())
-                .map_err(|_| anyhow::anyhow!("the value is not an enc: token these keys can decrypt"))?;
+            let plain = crypto::decrypt_value(&keyring, value.trim()).map_err(|_| {
+                anyhow::anyhow!("the value is not an enc: token these keys can decrypt")
+            })?;
             println!("{}", plain.expose_secret());
         }
         Command::Seal(args) => {
             let value = SecretString::from(value_or_stdin(args.value)?);
-            println!("{}", seal_remote(&args.server, &args.token, value.expose_secret()).await?);
+            println!(
+                "{}",
+                seal_remote(&args.server, &args.token, value.expose_secret()).await?
+            );
         }
-        Command::Token { command: TokenCommand::Create { name, role, tenant, store } } => {
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    name,
+                    role,
+                    tenant,
+                    store,
+                },
+        } => {
             let db = crate::db::connect(&store).await?;
             crate::db::migrate(&db).await?;
             let role = match role {
@@ -128,12 +190,22 @@ pub async fn run() -> anyhow::Result<()> {
             };
             let new = crate::auth::token::NewToken { name, role, tenant };
             let (row, secret) = crate::auth::token::create(&db, new).await?;
-            eprintln!("created token {} ({:?}, tenant {}); the secret is shown once:", row.name, row.role, row.tenant.as_deref().unwrap_or("-"));
+            eprintln!(
+                "created token {} ({:?}, tenant {}); the secret is shown once:",
+                row.name,
+                row.role,
+                row.tenant.as_deref().unwrap_or("-")
+            );
             println!("{}", secret.expose_secret());
         }
         Command::Schema => print!("{}", crate::schema::sdl()),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "keyward", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "keyward",
+                &mut std::io::stdout(),
+            );
         }
     }
     Ok(())
@@ -149,7 +221,11 @@ fn value_or_stdin(value: Option<String>) -> anyhow::Result<String> {
             }
             let mut buf = String::new();
             stdin.read_to_string(&mut buf)?;
-            Ok(buf.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&buf).to_owned())
+            Ok(buf
+                .strip_suffix('\n')
+                .map(|s| s.strip_suffix('\r').unwrap_or(s))
+                .unwrap_or(&buf)
+                .to_owned())
         }
     }
 }
@@ -159,14 +235,26 @@ async fn seal_remote(server: &str, token: &str, value: &str) -> anyhow::Result<S
     use base64::Engine;
     let url = format!("{}/graphql", server.trim_end_matches('/'));
     let body = serde_json::json!({ "query": "{ encryptionKey { keyId publicKey } }" });
-    let res: serde_json::Value =
-        reqwest::Client::new().post(url).bearer_auth(token).json(&body).send().await?.error_for_status()?.json().await?;
+    let res: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     let key = res["data"]["encryptionKey"]["publicKey"]
         .as_str()
-        .ok_or_else(|| anyhow::anyhow!("the server did not return encryptionKey: {}", res["errors"]))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("the server did not return encryptionKey: {}", res["errors"])
+        })?;
     let bytes: [u8; 32] = base64::engine::general_purpose::STANDARD
         .decode(key)?
         .try_into()
         .map_err(|_| anyhow::anyhow!("the server's public key is not 32 bytes"))?;
-    Ok(crypto::seal(&crypto_box::PublicKey::from(bytes), value.as_bytes()))
+    Ok(crypto::seal(
+        &crypto_box::PublicKey::from(bytes),
+        value.as_bytes(),
+    ))
 }

@@ -19,9 +19,15 @@ struct Assets;
 /// `/console/…`; `/console` itself redirects to `/console/` so relative asset URLs work.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/console", get(|| async { Redirect::permanent("/console/") }))
+        .route(
+            "/console",
+            get(|| async { Redirect::permanent("/console/") }),
+        )
         .route("/console/", get(|| async { asset("index.html") }))
-        .route("/console/{*path}", get(|Path(path): Path<String>| async move { asset(&path) }))
+        .route(
+            "/console/{*path}",
+            get(|Path(path): Path<String>| async move { asset(&path) }),
+        )
         .layer(CompressionLayer::new())
 }
 
@@ -34,18 +40,27 @@ fn asset(path: &str) -> Response {
     // Client-side routes (no file extension) get the app's entry page.
     let (path, file) = match Assets::get(path) {
         Some(file) => (path, file),
-        None if !path.rsplit('/').next().unwrap_or("").contains('.') => match Assets::get("index.html") {
-            Some(file) => ("index.html", file),
-            None => return StatusCode::NOT_FOUND.into_response(),
-        },
+        None if !path.rsplit('/').next().unwrap_or("").contains('.') => {
+            match Assets::get("index.html") {
+                Some(file) => ("index.html", file),
+                None => return StatusCode::NOT_FOUND.into_response(),
+            }
+        }
         None => return StatusCode::NOT_FOUND.into_response(),
     };
     let mime = mime_guess::from_path(path).first_or_octet_stream();
     // Trunk puts a content hash in every asset name except the entry page.
-    let cache = if path == "index.html" { "no-cache" } else { "public, max-age=31536000, immutable" };
+    let cache = if path == "index.html" {
+        "no-cache"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
     let mut res = Response::new(Body::from(file.data.into_owned()));
     let headers = res.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(mime.as_ref()).expect("mime types are valid headers"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(mime.as_ref()).expect("mime types are valid headers"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     res
 }

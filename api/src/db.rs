@@ -11,7 +11,10 @@ use crate::settings::StoreSettings;
 pub fn database_url(store: &StoreSettings) -> String {
     match &store.database_url {
         Some(url) => url.clone(),
-        None => format!("sqlite://{}?mode=rwc", store.data_dir.join("keyward.db").display()),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            store.data_dir.join("keyward.db").display()
+        ),
     }
 }
 
@@ -22,8 +25,9 @@ pub fn is_sqlite(url: &str) -> bool {
 pub async fn connect(store: &StoreSettings) -> Result<DatabaseConnection, sea_orm::DbErr> {
     let url = database_url(store);
     if store.database_url.is_none() {
-        std::fs::create_dir_all(&store.data_dir)
-            .map_err(|e| sea_orm::DbErr::Custom(format!("cannot create {}: {e}", store.data_dir.display())))?;
+        std::fs::create_dir_all(&store.data_dir).map_err(|e| {
+            sea_orm::DbErr::Custom(format!("cannot create {}: {e}", store.data_dir.display()))
+        })?;
     }
     let mut options = ConnectOptions::new(url.clone());
     options
@@ -34,15 +38,20 @@ pub async fn connect(store: &StoreSettings) -> Result<DatabaseConnection, sea_or
     if is_sqlite(&url) {
         // One connection: SQLite has one writer anyway, and a single connection cannot
         // fail a read-then-write transaction with SQLITE_BUSY under concurrency.
-        options.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
-            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-            o.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true)
-        });
+        options
+            .max_connections(1)
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+            });
     } else {
-        options.max_connections(store.db_max_connections).min_connections(1);
+        options
+            .max_connections(store.db_max_connections)
+            .min_connections(1);
     }
     Database::connect(options).await
 }

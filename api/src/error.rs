@@ -115,8 +115,10 @@ fn is_unavailable(err: &DbErr) -> bool {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
             use sea_orm::sqlx::Error as E;
-            matches!(&**e, E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_))
-                || is_lock_timeout(e)
+            matches!(
+                &**e,
+                E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_)
+            ) || is_lock_timeout(e)
         }
         _ => false,
     }
@@ -124,7 +126,8 @@ fn is_unavailable(err: &DbErr) -> bool {
 
 /// SQLite's "database is locked" after the busy timeout: the store is saturated, not broken.
 fn is_lock_timeout(e: &sea_orm::sqlx::Error) -> bool {
-    e.as_database_error().is_some_and(|d| d.message().contains("database is locked"))
+    e.as_database_error()
+        .is_some_and(|d| d.message().contains("database is locked"))
 }
 
 impl From<crate::crypto::IngestError> for AppError {

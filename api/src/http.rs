@@ -5,12 +5,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{BatchRequest, Data};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use axum::extract::WebSocketUpgrade;
 use axum::body::Body;
+use axum::extract::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -71,7 +71,12 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -85,9 +90,15 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let headers = res.headers_mut();
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.remove(header::SERVER);
     res
 }
@@ -108,7 +119,11 @@ async fn readyz(State(http): State<Http>) -> Response {
         "database": if database { "ok" } else { "unavailable" },
         "keyring": { "state": "loaded", "keys": http.state.keyring.len() },
     });
-    let status = if database { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if database {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
@@ -122,16 +137,27 @@ fn meta_of(req_id: &RequestId, addr: &SocketAddr, headers: &HeaderMap) -> Reques
     RequestMeta {
         request_id: req_id.0.clone(),
         client_ip: Some(addr.ip().to_string()),
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     }
 }
 
 /// Resolves the bearer token of a request, throttling and auditing failures.
-pub async fn authenticate(state: &AppState, ip: IpAddr, headers: &HeaderMap, meta: &RequestMeta) -> Result<Principal, Response> {
+pub async fn authenticate(
+    state: &AppState,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    meta: &RequestMeta,
+) -> Result<Principal, Response> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     authenticate_bearer(state, ip, bearer, meta).await
 }
@@ -143,7 +169,11 @@ pub async fn authenticate_bearer(
     meta: &RequestMeta,
 ) -> Result<Principal, Response> {
     let Some(presented) = bearer.filter(|b| !b.is_empty()) else {
-        return Err(error_response(StatusCode::UNAUTHORIZED, Code::Unauthenticated, "a bearer token is required (Authorization: Bearer <token>)"));
+        return Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            Code::Unauthenticated,
+            "a bearer token is required (Authorization: Bearer <token>)",
+        ));
     };
     if let Some(wait) = state.auth_throttle.retry_after(ip) {
         let mut res = error_response(
@@ -151,7 +181,10 @@ pub async fn authenticate_bearer(
             Code::Unauthenticated,
             "too many failed authentications from this address; retry later",
         );
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        res.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
         return Err(res);
     }
     match token::authenticate(&state.db, state.settings.admin_token.as_ref(), presented).await {
@@ -167,11 +200,19 @@ pub async fn authenticate_bearer(
                     tracing::warn!(error = %e, "could not audit a denied authentication");
                 }
             }
-            Err(error_response(StatusCode::UNAUTHORIZED, Code::Unauthenticated, "the bearer token is not valid"))
+            Err(error_response(
+                StatusCode::UNAUTHORIZED,
+                Code::Unauthenticated,
+                "the bearer token is not valid",
+            ))
         }
         Err(e) => {
             tracing::error!(error = %e, source = ?std::error::Error::source(&e), "authentication failed");
-            Err(error_response(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string()))
+            Err(error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.code(),
+                &e.to_string(),
+            ))
         }
     }
 }
@@ -196,7 +237,13 @@ async fn graphql_ws(
                     let bearer = ["Authorization", "authorization"]
                         .iter()
                         .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
-                        .map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim().to_owned());
+                        .map(|v| {
+                            v.strip_prefix("Bearer ")
+                                .or_else(|| v.strip_prefix("bearer "))
+                                .unwrap_or(v)
+                                .trim()
+                                .to_owned()
+                        });
                     match authenticate_bearer(&state, addr.ip(), bearer.as_deref(), &meta).await {
                         Ok(principal) => {
                             let mut data = Data::default();
@@ -224,9 +271,17 @@ async fn graphql(
         Ok(p) => p,
         Err(res) => return res,
     };
-    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
-        && !ct.trim_start().to_ascii_lowercase().starts_with("application/json")
-        && !ct.trim_start().to_ascii_lowercase().starts_with("application/graphql-response+json")
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        && !ct
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+        && !ct
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/graphql-response+json")
     {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -238,7 +293,10 @@ async fn graphql(
     let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
-            let message = format!("the request body is over the {} byte limit", limits.max_body_bytes);
+            let message = format!(
+                "the request body is over the {} byte limit",
+                limits.max_body_bytes
+            );
             return error_response(StatusCode::PAYLOAD_TOO_LARGE, Code::BadUserInput, &message);
         }
     };
@@ -257,11 +315,20 @@ async fn graphql(
         return error_response(StatusCode::BAD_REQUEST, Code::BadUserInput, &message);
     }
     let batch = batch.data(principal).data(meta);
-    let response = match tokio::time::timeout(limits.request_timeout, http.schema.execute_batch(batch)).await {
+    let response = match tokio::time::timeout(
+        limits.request_timeout,
+        http.schema.execute_batch(batch),
+    )
+    .await
+    {
         Ok(response) => response,
         Err(_) => {
             let e = AppError::Unavailable("request timed out".into());
-            return error_response(StatusCode::SERVICE_UNAVAILABLE, e.code(), "the request took too long and was stopped");
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.code(),
+                "the request took too long and was stopped",
+            );
         }
     };
     // Error codes were set by the schema's ErrorCodes extension.

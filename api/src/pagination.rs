@@ -1,7 +1,9 @@
 //! Relay-style connections shared by every list: opaque cursors over time-ordered
 //! (UUIDv7) ids, `first`/`after`, `nodes`, `pageInfo` and `totalCount`.
 
-use async_graphql::connection::{Connection, DefaultConnectionName, DefaultEdgeName, Edge, EmptyFields, EnableNodesField};
+use async_graphql::connection::{
+    Connection, DefaultConnectionName, DefaultEdgeName, Edge, EmptyFields, EnableNodesField,
+};
 use async_graphql::{OutputType, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,8 +19,15 @@ pub struct TotalCount {
     pub total_count: u64,
 }
 
-pub type Page<N> =
-    Connection<String, N, TotalCount, EmptyFields, DefaultConnectionName, DefaultEdgeName, EnableNodesField>;
+pub type Page<N> = Connection<
+    String,
+    N,
+    TotalCount,
+    EmptyFields,
+    DefaultConnectionName,
+    DefaultEdgeName,
+    EnableNodesField,
+>;
 
 /// A validated `first` / `after` pair.
 pub struct PageArgs {
@@ -30,10 +39,15 @@ impl PageArgs {
     pub fn parse(first: Option<i32>, after: Option<String>) -> Result<Self, AppError> {
         let first = first.unwrap_or(20);
         if !(0..=MAX_PAGE).contains(&first) {
-            return Err(AppError::bad_input(format!("first must be between 0 and {MAX_PAGE}")));
+            return Err(AppError::bad_input(format!(
+                "first must be between 0 and {MAX_PAGE}"
+            )));
         }
         let after = after.as_deref().map(decode_cursor).transpose()?;
-        Ok(Self { first: first as u64, after })
+        Ok(Self {
+            first: first as u64,
+            after,
+        })
     }
 }
 
@@ -50,9 +64,22 @@ fn decode_cursor(cursor: &str) -> Result<Uuid, AppError> {
 }
 
 /// Builds a page from `(id, node)` pairs in order.
-pub fn page<N: OutputType>(items: Vec<(Uuid, N)>, has_previous: bool, has_next: bool, total: u64) -> Page<N> {
-    let mut connection = Connection::with_additional_fields(has_previous, has_next, TotalCount { total_count: total });
-    connection.edges.extend(items.into_iter().map(|(id, node)| Edge::new(encode_cursor(id), node)));
+pub fn page<N: OutputType>(
+    items: Vec<(Uuid, N)>,
+    has_previous: bool,
+    has_next: bool,
+    total: u64,
+) -> Page<N> {
+    let mut connection = Connection::with_additional_fields(
+        has_previous,
+        has_next,
+        TotalCount { total_count: total },
+    );
+    connection.edges.extend(
+        items
+            .into_iter()
+            .map(|(id, node)| Edge::new(encode_cursor(id), node)),
+    );
     connection
 }
 

@@ -3,17 +3,23 @@
 
 use std::sync::Arc;
 
-use async_graphql::extensions::apollo_persisted_queries::{ApolloPersistedQueries, LruCacheStorage};
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe};
+use async_graphql::extensions::apollo_persisted_queries::{
+    ApolloPersistedQueries, LruCacheStorage,
+};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe,
+};
 use async_graphql::futures_util::stream::BoxStream;
-use async_graphql::{MergedObject, MergedSubscription, Response, Schema, SchemaBuilder, ServerError};
+use async_graphql::{
+    MergedObject, MergedSubscription, Response, Schema, SchemaBuilder, ServerError,
+};
 use futures::StreamExt;
 
 use crate::audit::schema::AuditQuery;
 use crate::auth::schema::{AuthMutation, AuthQuery};
 use crate::config::schema::{ConfigMutation, ConfigQuery};
 use crate::error::{AppError, Code};
-use crate::keys::schema::KeysQuery;
+use crate::keys::schema::{KeysMutation, KeysQuery};
 use crate::session::schema::{SessionMutation, SessionQuery, SessionSubscription};
 use crate::state::AppState;
 
@@ -21,7 +27,7 @@ use crate::state::AppState;
 pub struct Query(ConfigQuery, SessionQuery, AuthQuery, AuditQuery, KeysQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(ConfigMutation, SessionMutation, AuthMutation);
+pub struct Mutation(ConfigMutation, SessionMutation, AuthMutation, KeysMutation);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(SessionSubscription);
@@ -30,7 +36,11 @@ pub type KeywardSchema = Schema<Query, Mutation, Subscription>;
 
 /// The schema without state, for printing the SDL.
 pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
-    Schema::build(Query::default(), Mutation::default(), Subscription::default())
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
 }
 
 pub fn build_schema(state: AppState) -> KeywardSchema {
@@ -95,6 +105,9 @@ pub fn annotate(errors: &mut [ServerError]) {
             }
             None => Code::BadUserInput,
         };
-        error.extensions.get_or_insert_with(Default::default).set("code", code.as_str());
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code.as_str());
     }
 }

@@ -34,8 +34,18 @@ pub struct StoreSettings {
 
 impl StoreSettings {
     /// In-code defaults (no environment read), for tests and embedding.
-    pub fn new(database_url: Option<String>, data_dir: PathBuf, encryption_key: Option<SecretString>) -> Self {
-        Self { database_url, data_dir, encryption_key, db_max_connections: 16, db_timeout: Duration::from_secs(5) }
+    pub fn new(
+        database_url: Option<String>,
+        data_dir: PathBuf,
+        encryption_key: Option<SecretString>,
+    ) -> Self {
+        Self {
+            database_url,
+            data_dir,
+            encryption_key,
+            db_max_connections: 16,
+            db_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -133,8 +143,12 @@ fn parse_secret(s: &str) -> Result<SecretString, String> {
 /// `250ms`, `5s`, `2m`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (number, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = number.parse().map_err(|_| format!("`{s}` is not a duration like 5s or 250ms"))?;
+    let (number, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 5s or 250ms"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,

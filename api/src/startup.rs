@@ -25,13 +25,21 @@ pub enum StartupError {
     #[error("CONFIG_ENCRYPTION_KEY: {0}")]
     Keyring(#[from] KeyringError),
     #[error("the development key file {path}: {source}")]
-    KeyFile { path: String, source: std::io::Error },
+    KeyFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the database: {0}")]
     Database(#[from] sea_orm::DbErr),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Bootstrap(#[from] crate::error::AppError),
+    #[error("{0}")]
+    KeyringCheck(#[from] crate::keys::service::KeyringCheckError),
 }
 
 pub struct Application {
@@ -45,9 +53,14 @@ impl Application {
         let keyring = load_keyring(&settings.store)?;
         let db = db::connect(&settings.store).await?;
         db::migrate(&db).await?;
-        let listener = TcpListener::bind(settings.bind)
-            .await
-            .map_err(|source| StartupError::Bind { addr: settings.bind, source })?;
+        crate::keys::service::verify_keyring(&db, &keyring).await?;
+        let listener =
+            TcpListener::bind(settings.bind)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.bind,
+                    source,
+                })?;
         let state = AppState::new(db, keyring, settings);
         if state.settings.admin_token.is_none() {
             bootstrap_admin(&state).await?;
@@ -56,7 +69,9 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn port(&self) -> u16 {
@@ -73,18 +88,27 @@ impl Application {
     }
 
     /// Serves until `stop` resolves, then drains within the grace period.
-    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let grace = self.state.settings.shutdown_grace;
         let schema = schema::build_schema(self.state.clone());
         let app = http::router(self.state, schema);
         tracing::info!(address = %self.listener.local_addr()?, "keyward is listening");
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                stop.await;
-                tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
-                let _ = stopped_tx.send(());
-            });
+        let serve = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            stop.await;
+            tracing::info!(
+                grace_secs = grace.as_secs(),
+                "shutting down: draining in-flight requests"
+            );
+            let _ = stopped_tx.send(());
+        });
         let serve = tokio::spawn(async move { serve.await });
         let abort = serve.abort_handle();
         tokio::spawn(async move {
@@ -130,15 +154,19 @@ pub fn load_keyring(store: &StoreSettings) -> Result<Keyring, StartupError> {
         return Err(StartupError::MissingKey);
     }
     let path = store.data_dir.join("encryption.key");
-    let key = read_or_create_key_file(&path)
-        .map_err(|source| StartupError::KeyFile { path: path.display().to_string(), source })?;
+    let key = read_or_create_key_file(&path).map_err(|source| StartupError::KeyFile {
+        path: path.display().to_string(),
+        source,
+    })?;
     Ok(Keyring::parse(&key)?)
 }
 
 fn read_or_create_key_file(path: &Path) -> std::io::Result<SecretString> {
     if path.exists() {
         tracing::warn!(path = %path.display(), "using the DEVELOPMENT key file; set CONFIG_ENCRYPTION_KEY in production");
-        return Ok(SecretString::from(std::fs::read_to_string(path)?.trim().to_owned()));
+        return Ok(SecretString::from(
+            std::fs::read_to_string(path)?.trim().to_owned(),
+        ));
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -164,7 +192,11 @@ async fn bootstrap_admin(state: &AppState) -> Result<(), StartupError> {
     if token::any_active_admin(&state.db).await? {
         return Ok(());
     }
-    let new = NewToken { name: "bootstrap-admin".into(), role: entity::Role::Admin, tenant: None };
+    let new = NewToken {
+        name: "bootstrap-admin".into(),
+        role: entity::Role::Admin,
+        tenant: None,
+    };
     let (_, secret) = token::create(&state.db, new).await?;
     // Printed straight to the terminal, not through the log pipeline, and only this once.
     let mut err = std::io::stderr().lock();

@@ -31,7 +31,9 @@ impl AppState {
         Self {
             db,
             providers,
-            auth_throttle: Arc::new(FailedAuthThrottle::new(settings.limits.auth_failures_per_minute)),
+            auth_throttle: Arc::new(FailedAuthThrottle::new(
+                settings.limits.auth_failures_per_minute,
+            )),
             keyring: Arc::new(keyring),
             sealed_keys: Arc::new(sealed_keys),
             settings: Arc::new(settings),

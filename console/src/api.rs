@@ -12,7 +12,9 @@ use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use wasm_bindgen::{JsCast, JsValue, closure::Closure};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, CloseEvent, Headers, MessageEvent, RequestInit, Response, WebSocket};
+use web_sys::{
+    AbortController, CloseEvent, Headers, MessageEvent, RequestInit, Response, WebSocket,
+};
 
 use crate::{auth, error::ConsoleError};
 
@@ -58,7 +60,9 @@ pub async fn gql<T: DeserializeOwned>(query: &str, variables: Value) -> Result<T
     let window = web_sys::window().ok_or_else(|| ConsoleError::Network("no window".into()))?;
 
     let headers = Headers::new().map_err(js_error)?;
-    headers.set("content-type", "application/json").map_err(js_error)?;
+    headers
+        .set("content-type", "application/json")
+        .map_err(js_error)?;
     if let Some(token) = auth::token() {
         headers
             .set("authorization", &format!("Bearer {token}"))
@@ -100,7 +104,9 @@ pub async fn gql<T: DeserializeOwned>(query: &str, variables: Value) -> Result<T
             field: None,
         },
         503 => ConsoleError::Unavailable("The server is not ready yet.".into()),
-        _ => ConsoleError::Network(format!("The server answered HTTP {status} without a GraphQL body.")),
+        _ => ConsoleError::Network(format!(
+            "The server answered HTTP {status} without a GraphQL body."
+        )),
     })?;
 
     if let Some(first) = parsed.errors.into_iter().next() {
@@ -113,15 +119,20 @@ pub async fn gql<T: DeserializeOwned>(query: &str, variables: Value) -> Result<T
     let data = parsed
         .data
         .ok_or_else(|| ConsoleError::Network(format!("HTTP {status}: the answer has no data.")))?;
-    serde_json::from_value(data)
-        .map_err(|e| ConsoleError::Network(format!("The answer did not have the expected shape: {e}")))
+    serde_json::from_value(data).map_err(|e| {
+        ConsoleError::Network(format!("The answer did not have the expected shape: {e}"))
+    })
 }
 
 fn js_error(value: JsValue) -> ConsoleError {
     ConsoleError::Network(
         value
             .as_string()
-            .or_else(|| value.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
+            .or_else(|| {
+                value
+                    .dyn_ref::<js_sys::Error>()
+                    .map(|e| String::from(e.message()))
+            })
             .unwrap_or_else(|| "browser error".into()),
     )
 }
@@ -204,8 +215,11 @@ pub fn subscribe(
         _ => "ws:",
     };
     let host = location.host().map_err(js_error)?;
-    let socket = WebSocket::new_with_str(&format!("{scheme}//{host}{GRAPHQL_WS_PATH}"), "graphql-transport-ws")
-        .map_err(js_error)?;
+    let socket = WebSocket::new_with_str(
+        &format!("{scheme}//{host}{GRAPHQL_WS_PATH}"),
+        "graphql-transport-ws",
+    )
+    .map_err(js_error)?;
 
     let state = Rc::new(RefCell::new(SubState {
         finished: false,
@@ -234,8 +248,12 @@ pub fn subscribe(
         let socket = socket.clone();
         let state = state.clone();
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let Some(text) = event.data().as_string() else { return };
-            let Ok(message) = serde_json::from_str::<Value>(&text) else { return };
+            let Some(text) = event.data().as_string() else {
+                return;
+            };
+            let Ok(message) = serde_json::from_str::<Value>(&text) else {
+                return;
+            };
             let payload = message.get("payload").cloned().unwrap_or(Value::Null);
             match message.get("type").and_then(Value::as_str) {
                 Some("connection_ack") => {
@@ -252,8 +270,9 @@ pub fn subscribe(
                     state.borrow_mut().emit(event);
                 }
                 Some("error") => {
-                    let error = first_error(Some(&payload))
-                        .unwrap_or_else(|| ConsoleError::Network("The subscription failed.".into()));
+                    let error = first_error(Some(&payload)).unwrap_or_else(|| {
+                        ConsoleError::Network("The subscription failed.".into())
+                    });
                     state.borrow_mut().emit(SubEvent::Error(error));
                 }
                 Some("complete") => state.borrow_mut().emit(SubEvent::Complete),
@@ -292,7 +311,11 @@ pub fn subscribe(
 }
 
 fn or(reason: String, default: &str) -> String {
-    if reason.is_empty() { default.to_owned() } else { reason }
+    if reason.is_empty() {
+        default.to_owned()
+    } else {
+        reason
+    }
 }
 
 /// The first GraphQL error of an `errors` array, if there is one.

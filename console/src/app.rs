@@ -62,14 +62,21 @@ fn to_sign_in() -> String {
     let here = web_sys::window()
         .and_then(|w| {
             let location = w.location();
-            Some(format!("{}{}", location.pathname().ok()?, location.search().ok()?))
+            Some(format!(
+                "{}{}",
+                location.pathname().ok()?,
+                location.search().ok()?
+            ))
         })
         .unwrap_or_default();
     let here = here.strip_prefix(BASE).unwrap_or("/");
     if here.is_empty() || here == "/" || here.starts_with("/signin") {
         "/signin".into()
     } else {
-        format!("/signin?next={}", String::from(js_sys::encode_uri_component(here)))
+        format!(
+            "/signin?next={}",
+            String::from(js_sys::encode_uri_component(here))
+        )
     }
 }
 

@@ -121,8 +121,9 @@ pub fn expire() {
     if let Some(auth) = AUTH.with(Cell::get)
         && auth.principal.get_untracked().is_some()
     {
-        auth.notice
-            .set(Some("Your session ended (the token is no longer accepted). Sign in again.".into()));
+        auth.notice.set(Some(
+            "Your session ended (the token is no longer accepted). Sign in again.".into(),
+        ));
         auth.principal.set(None);
     }
 }

@@ -15,7 +15,10 @@ pub enum ConsoleError {
     /// `NOT_FOUND` (or a read that answered `null`).
     NotFound(String),
     /// `BAD_USER_INPUT`, with the input field the server named, when it named one.
-    BadUserInput { message: String, field: Option<String> },
+    BadUserInput {
+        message: String,
+        field: Option<String>,
+    },
     /// `CONFLICT`: a stale `expectedVersion`, or a name already taken.
     Conflict(String),
     /// `DECRYPTION_FAILED`: a stored value no key of the keyring opens.

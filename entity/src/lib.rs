@@ -8,6 +8,7 @@ pub mod api_token;
 pub mod audit_event;
 pub mod config;
 pub mod config_tag;
+pub mod keyring_check;
 pub mod message;
 pub mod session;
 mod types;
@@ -19,6 +20,7 @@ pub mod prelude {
     pub use super::audit_event::Entity as AuditEvent;
     pub use super::config::Entity as Config;
     pub use super::config_tag::Entity as ConfigTag;
+    pub use super::keyring_check::Entity as KeyringCheck;
     pub use super::message::Entity as Message;
     pub use super::session::Entity as Session;
 }

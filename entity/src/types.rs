@@ -27,7 +27,9 @@ impl SealedJson {
 }
 
 /// What a token may do. Stored as `admin` / `member`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum Role {
     #[sea_orm(string_value = "admin")]
@@ -37,7 +39,9 @@ pub enum Role {
 }
 
 /// A session's lifecycle. Stored as `active` / `closed` / `failed`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum SessionStatus {
     #[sea_orm(string_value = "active")]
@@ -49,7 +53,9 @@ pub enum SessionStatus {
 }
 
 /// Audited actions. The stored names are part of the API (`AuditEvent.action`): never rename.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
 pub enum AuditAction {
     #[sea_orm(string_value = "config.decrypt")]

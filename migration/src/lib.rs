@@ -9,6 +9,7 @@ mod m20261124_000001_create_configs;
 mod m20261124_000002_create_api_tokens;
 mod m20261124_000003_create_audit_events;
 mod m20261124_000004_create_sessions;
+mod m20261124_000005_create_keyring_checks;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_create_api_tokens::Migration),
             Box::new(m20261124_000003_create_audit_events::Migration),
             Box::new(m20261124_000004_create_sessions::Migration),
+            Box::new(m20261124_000005_create_keyring_checks::Migration),
         ]
     }
 }

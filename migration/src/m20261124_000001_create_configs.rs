@@ -17,8 +17,16 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Configs::Tags).json().not_null())
                     .col(ColumnDef::new(Configs::ConfigData).json_binary().not_null())
                     .col(ColumnDef::new(Configs::Version).integer().not_null())
-                    .col(ColumnDef::new(Configs::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Configs::UpdatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Configs::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Configs::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -48,7 +56,11 @@ impl MigrationTrait for Migration {
                     .table(ConfigTags::Table)
                     .col(ColumnDef::new(ConfigTags::ConfigId).uuid().not_null())
                     .col(ColumnDef::new(ConfigTags::Tag).string_len(100).not_null())
-                    .primary_key(Index::create().col(ConfigTags::ConfigId).col(ConfigTags::Tag))
+                    .primary_key(
+                        Index::create()
+                            .col(ConfigTags::ConfigId)
+                            .col(ConfigTags::Tag),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_config_tags_config")
@@ -72,8 +84,12 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(ConfigTags::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Configs::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(ConfigTags::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Configs::Table).to_owned())
+            .await
     }
 }
 

@@ -10,10 +10,27 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(AuditEvents::Table)
-                    .col(ColumnDef::new(AuditEvents::Id).uuid().not_null().primary_key())
-                    .col(ColumnDef::new(AuditEvents::At).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(AuditEvents::Action).string_len(32).not_null())
-                    .col(ColumnDef::new(AuditEvents::Actor).string_len(200).not_null())
+                    .col(
+                        ColumnDef::new(AuditEvents::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(AuditEvents::At)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AuditEvents::Action)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AuditEvents::Actor)
+                            .string_len(200)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(AuditEvents::Tenant).string_len(100))
                     .col(ColumnDef::new(AuditEvents::ConfigId).uuid())
                     .col(ColumnDef::new(AuditEvents::SessionId).uuid())
@@ -45,7 +62,9 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(AuditEvents::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(AuditEvents::Table).to_owned())
+            .await
     }
 }
 

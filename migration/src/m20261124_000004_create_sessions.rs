@@ -18,8 +18,16 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Sessions::Model).string_len(200))
                     .col(ColumnDef::new(Sessions::Status).string_len(16).not_null())
                     .col(ColumnDef::new(Sessions::MessageCount).integer().not_null())
-                    .col(ColumnDef::new(Sessions::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Sessions::UpdatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Sessions::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Sessions::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_sessions_config")
@@ -59,7 +67,11 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Messages::Seq).integer().not_null())
                     .col(ColumnDef::new(Messages::Role).string_len(16).not_null())
                     .col(ColumnDef::new(Messages::Content).text().not_null())
-                    .col(ColumnDef::new(Messages::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Messages::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_messages_session")
@@ -86,8 +98,12 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Messages::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Sessions::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Messages::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Sessions::Table).to_owned())
+            .await
     }
 }
 

@@ -28,7 +28,8 @@ pub enum Db {
 
 /// The PostgreSQL server tests create their databases on.
 pub fn postgres_admin_url() -> String {
-    std::env::var("KEYWARD_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("KEYWARD_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub struct TestApp {
@@ -59,7 +60,11 @@ pub struct Gql {
 impl Gql {
     /// `data.<field>`, asserting there were no errors.
     pub fn data(&self, field: &str) -> &Value {
-        assert!(self.body.get("errors").is_none_or(Value::is_null), "unexpected errors: {}", self.body);
+        assert!(
+            self.body.get("errors").is_none_or(Value::is_null),
+            "unexpected errors: {}",
+            self.body
+        );
         &self.body["data"][field]
     }
 
@@ -77,7 +82,11 @@ pub fn init_tracing() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            keyward::telemetry::init(keyward::telemetry::LogFormat::Text, "debug,sqlx=warn", std::io::stderr);
+            keyward::telemetry::init(
+                keyward::telemetry::LogFormat::Text,
+                "debug,sqlx=warn",
+                std::io::stderr,
+            );
         }
     });
 }
@@ -92,14 +101,28 @@ impl TestApp {
         init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let (url, pg_database) = match kind {
-            Db::Sqlite => (format!("sqlite://{}?mode=rwc", dir.path().join("keyward.db").display()), None),
+            Db::Sqlite => (
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("keyward.db").display()
+                ),
+                None,
+            ),
             Db::Postgres => {
                 let name = format!("keyward_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(postgres_admin_url()).await.expect("PostgreSQL at KEYWARD_TEST_PG_URL");
-                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+                let admin = Database::connect(postgres_admin_url())
+                    .await
+                    .expect("PostgreSQL at KEYWARD_TEST_PG_URL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
                 admin.close().await.ok();
                 let base = postgres_admin_url();
-                let url = format!("{}/{name}", base.rsplit_once('/').expect("a database URL").0);
+                let url = format!(
+                    "{}/{name}",
+                    base.rsplit_once('/').expect("a database URL").0
+                );
                 (url, Some(name))
             }
         };
@@ -126,14 +149,25 @@ impl TestApp {
     }
 
     /// `spawn_sharing` with settings changed by `configure` (the database and keys stay).
-    pub async fn spawn_sharing_with(other: &TestApp, configure: impl FnOnce(&mut Settings)) -> Self {
+    pub async fn spawn_sharing_with(
+        other: &TestApp,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = other.settings.clone();
         settings.bind = "127.0.0.1:0".parse().unwrap();
         settings.store.data_dir = dir.path().to_path_buf();
         configure(&mut settings);
-        Self::boot(settings, other.kind, other.admin_token.clone(), other.key.clone(), None, dir).await
+        Self::boot(
+            settings,
+            other.kind,
+            other.admin_token.clone(),
+            other.key.clone(),
+            None,
+            dir,
+        )
+        .await
     }
 
     async fn boot(
@@ -144,7 +178,9 @@ impl TestApp {
         pg_database: Option<String>,
         dir: tempfile::TempDir,
     ) -> Self {
-        let app = keyward::Application::build(settings.clone()).await.expect("the server builds");
+        let app = keyward::Application::build(settings.clone())
+            .await
+            .expect("the server builds");
         let port = app.port();
         let db = app.state().db.clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -179,7 +215,9 @@ impl TestApp {
         self.db.clone().close().await.ok();
         if let Some(name) = self.pg_database.take() {
             if let Ok(admin) = Database::connect(postgres_admin_url()).await {
-                let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
                 admin.close().await.ok();
             }
         }
@@ -187,10 +225,13 @@ impl TestApp {
 
     /// POSTs a GraphQL operation with a bearer token (None: no Authorization header).
     pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {
-        let mut req = self.client.post(format!("{}/graphql", self.address)).json(&json!({
-            "query": query,
-            "variables": variables,
-        }));
+        let mut req = self
+            .client
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({
+                "query": query,
+                "variables": variables,
+            }));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -198,7 +239,11 @@ impl TestApp {
         let status = res.status();
         let headers = res.headers().clone();
         let body = res.json().await.unwrap_or(Value::Null);
-        Gql { status, headers, body }
+        Gql {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// As the break-glass admin.
@@ -214,7 +259,10 @@ impl TestApp {
                 json!({ "i": { "name": name, "role": role, "tenant": tenant } }),
             )
             .await;
-        res.data("createApiToken")["token"].as_str().expect("a token").to_owned()
+        res.data("createApiToken")["token"]
+            .as_str()
+            .expect("a token")
+            .to_owned()
     }
 
     /// Creates a config as `token` and returns the `Config` object.
@@ -237,7 +285,11 @@ impl TestApp {
             Db::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table'",
             Db::Postgres => "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public'",
         };
-        let tables = self.db.query_all_raw(Statement::from_string(backend, tables_sql)).await.expect("list tables");
+        let tables = self
+            .db
+            .query_all_raw(Statement::from_string(backend, tables_sql))
+            .await
+            .expect("list tables");
         let mut out = String::new();
         for row in tables {
             let table: String = row.try_get("", "name").expect("table name");
@@ -245,7 +297,11 @@ impl TestApp {
                 Db::Sqlite => format!("SELECT * FROM \"{table}\""),
                 Db::Postgres => format!("SELECT row_to_json(t)::text AS j FROM \"{table}\" t"),
             };
-            let rows = self.db.query_all_raw(Statement::from_string(backend, sql)).await.expect("dump table");
+            let rows = self
+                .db
+                .query_all_raw(Statement::from_string(backend, sql))
+                .await
+                .expect("dump table");
             for row in rows {
                 out.push_str(&format!("{table}: {row:?}\n"));
             }

@@ -70,15 +70,28 @@ impl AuditQuery {
         let state = ctx.data_unchecked::<AppState>();
         let args = PageArgs::parse(Some(first), after)?;
         let action = action
-            .map(|a| AuditAction::parse(&a).ok_or_else(|| AppError::bad_input(format!("unknown audit action `{a}`"))))
+            .map(|a| {
+                AuditAction::parse(&a)
+                    .ok_or_else(|| AppError::bad_input(format!("unknown audit action `{a}`")))
+            })
             .transpose()?;
         let config_id = match config_id {
-            Some(id) => Some(parse_id(&id).ok_or_else(|| AppError::bad_input("configId is not a config id"))?),
+            Some(id) => Some(
+                parse_id(&id).ok_or_else(|| AppError::bad_input("configId is not a config id"))?,
+            ),
             None => None,
         };
-        let filter = AuditFilter { config_id, action, actor, since };
+        let filter = AuditFilter {
+            config_id,
+            action,
+            actor,
+            since,
+        };
         let (rows, has_next, total) = list(&state.db, &filter, args.first, args.after).await?;
-        let items = rows.into_iter().map(|row| (row.id, AuditEventView::from(row))).collect();
+        let items = rows
+            .into_iter()
+            .map(|row| (row.id, AuditEventView::from(row)))
+            .collect();
         Ok(page(items, args.after.is_some(), has_next, total))
     }
 }

@@ -1,6 +1,9 @@
 use chrono::{DateTime, Utc};
 use entity::{AuditAction, audit_event};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
+};
 use uuid::Uuid;
 
 use crate::auth::{Principal, RequestMeta};
@@ -14,7 +17,10 @@ pub struct AuditEntry {
 impl AuditEntry {
     pub fn new(action: AuditAction, actor: &Principal, meta: &RequestMeta) -> Self {
         // A MEMBER stored without a tenant acts in `default`: record the tenant it acts in.
-        let tenant = actor.tenant_scope().map(str::to_owned).or_else(|| actor.tenant.clone());
+        let tenant = actor
+            .tenant_scope()
+            .map(str::to_owned)
+            .or_else(|| actor.tenant.clone());
         Self::by_name(action, &actor.name, meta).tenant(tenant)
     }
 
@@ -32,7 +38,10 @@ impl AuditEntry {
                 success: Set(true),
                 request_id: Set(Some(meta.request_id.clone())),
                 client_ip: Set(meta.client_ip.clone()),
-                user_agent: Set(meta.user_agent.as_ref().map(|ua| ua.chars().take(512).collect())),
+                user_agent: Set(meta
+                    .user_agent
+                    .as_ref()
+                    .map(|ua| ua.chars().take(512).collect())),
                 detail: Set(None),
             },
         }
@@ -105,7 +114,11 @@ pub async fn list(
     if let Some(after) = after {
         query = query.filter(audit_event::Column::Id.lt(after));
     }
-    let mut rows = query.order_by_desc(audit_event::Column::Id).limit(first + 1).all(db).await?;
+    let mut rows = query
+        .order_by_desc(audit_event::Column::Id)
+        .limit(first + 1)
+        .all(db)
+        .await?;
     let has_next = rows.len() as u64 > first;
     rows.truncate(first as usize);
     Ok((rows, has_next, total))

@@ -18,7 +18,12 @@ pub struct Principal {
 
 impl Principal {
     pub fn break_glass_admin() -> Self {
-        Self { name: "admin".into(), role: Role::Admin, tenant: None, token_id: None }
+        Self {
+            name: "admin".into(),
+            role: Role::Admin,
+            tenant: None,
+            token_id: None,
+        }
     }
 
     pub fn is_admin(&self) -> bool {

@@ -94,14 +94,22 @@ impl AuthQuery {
     /// Who the bearer token is.
     async fn me(&self, ctx: &Context<'_>) -> PrincipalView {
         let p = ctx.data_unchecked::<Principal>();
-        PrincipalView { name: p.name.clone(), role: p.role.into(), tenant: p.tenant_scope().map(str::to_owned) }
+        PrincipalView {
+            name: p.name.clone(),
+            role: p.role.into(),
+            tenant: p.tenant_scope().map(str::to_owned),
+        }
     }
 
     /// ADMIN only. Newest first; secrets are never shown.
     #[graphql(guard = "RequireAdmin")]
     async fn api_tokens(&self, ctx: &Context<'_>) -> Result<Vec<ApiTokenView>> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(token::list(&state.db).await?.into_iter().map(Into::into).collect())
+        Ok(token::list(&state.db)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 }
 
@@ -112,12 +120,22 @@ pub struct AuthMutation;
 impl AuthMutation {
     /// ADMIN only. The secret is in the result once and never again.
     #[graphql(guard = "RequireAdmin")]
-    async fn create_api_token(&self, ctx: &Context<'_>, input: CreateApiTokenInput) -> Result<CreatedApiToken> {
+    async fn create_api_token(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiTokenInput,
+    ) -> Result<CreatedApiToken> {
         let state = ctx.data_unchecked::<AppState>();
         let by = ctx.data_unchecked::<Principal>();
         let meta = ctx.data_unchecked::<RequestMeta>();
-        let txn = sea_orm::TransactionTrait::begin(&state.db).await.map_err(AppError::from)?;
-        let new = NewToken { name: input.name, role: input.role.into(), tenant: input.tenant };
+        let txn = sea_orm::TransactionTrait::begin(&state.db)
+            .await
+            .map_err(AppError::from)?;
+        let new = NewToken {
+            name: input.name,
+            role: input.role.into(),
+            tenant: input.tenant,
+        };
         let (row, secret) = token::create(&txn, new).await?;
         AuditEntry::new(AuditAction::TokenCreate, by, meta)
             .tenant(row.tenant.clone())
@@ -125,7 +143,10 @@ impl AuthMutation {
             .record(&txn)
             .await?;
         txn.commit().await.map_err(AppError::from)?;
-        Ok(CreatedApiToken { token: secret.expose_secret().to_owned(), api_token: row.into() })
+        Ok(CreatedApiToken {
+            token: secret.expose_secret().to_owned(),
+            api_token: row.into(),
+        })
     }
 
     /// ADMIN only. Takes effect on the token's next request, in every server process.
@@ -134,7 +155,9 @@ impl AuthMutation {
         let state = ctx.data_unchecked::<AppState>();
         let id = parse_id(&id).ok_or(AppError::NotFound("token"))?;
         // The revocation and its audit row commit together, like every audited action.
-        let txn = sea_orm::TransactionTrait::begin(&state.db).await.map_err(AppError::from)?;
+        let txn = sea_orm::TransactionTrait::begin(&state.db)
+            .await
+            .map_err(AppError::from)?;
         let revoked = token::revoke(&txn, ctx.data_unchecked(), ctx.data_unchecked(), id).await?;
         txn.commit().await.map_err(AppError::from)?;
         Ok(revoked)

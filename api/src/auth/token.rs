@@ -6,7 +6,9 @@ use chrono::{Duration as ChronoDuration, Utc};
 use entity::{Role, api_token};
 use rand::TryRngCore;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -26,7 +28,9 @@ const LAST_USED_RESOLUTION: ChronoDuration = ChronoDuration::seconds(60);
 /// A new token's secret: 32 bytes from the OS generator, URL-safe base64, `kw_` prefix.
 pub fn generate_secret() -> SecretString {
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-    rand::rngs::OsRng.try_fill_bytes(&mut *bytes).expect("the OS random number generator works");
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut *bytes)
+        .expect("the OS random number generator works");
     SecretString::from(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(*bytes)))
 }
 
@@ -37,7 +41,9 @@ pub fn hash(secret: &str) -> String {
 
 /// Constant-time equality of two secrets (through their digests, so lengths do not leak).
 pub fn secrets_equal(a: &str, b: &str) -> bool {
-    Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())).into()
+    Sha256::digest(a.as_bytes())
+        .ct_eq(&Sha256::digest(b.as_bytes()))
+        .into()
 }
 
 /// Resolves a presented bearer token, or None when it is unknown or revoked.
@@ -66,14 +72,22 @@ pub async fn authenticate(
         return Ok(None);
     }
     let now = Utc::now();
-    if row.last_used_at.is_none_or(|t| now - t > LAST_USED_RESOLUTION) {
+    if row
+        .last_used_at
+        .is_none_or(|t| now - t > LAST_USED_RESOLUTION)
+    {
         api_token::Entity::update_many()
             .col_expr(api_token::Column::LastUsedAt, Expr::value(now))
             .filter(api_token::Column::Id.eq(row.id))
             .exec(db)
             .await?;
     }
-    Ok(Some(Principal { name: row.name, role: row.role, tenant: row.tenant, token_id: Some(row.id) }))
+    Ok(Some(Principal {
+        name: row.name,
+        role: row.role,
+        tenant: row.tenant,
+        token_id: Some(row.id),
+    }))
 }
 
 pub struct NewToken {
@@ -83,7 +97,10 @@ pub struct NewToken {
 }
 
 /// Creates a token and returns its row with the secret, which is never available again.
-pub async fn create(db: &impl ConnectionTrait, new: NewToken) -> Result<(api_token::Model, SecretString), AppError> {
+pub async fn create(
+    db: &impl ConnectionTrait,
+    new: NewToken,
+) -> Result<(api_token::Model, SecretString), AppError> {
     let name = new.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(AppError::bad_input("name must be 1 to 200 characters"));
@@ -110,11 +127,19 @@ pub async fn create(db: &impl ConnectionTrait, new: NewToken) -> Result<(api_tok
 }
 
 pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<api_token::Model>, AppError> {
-    Ok(api_token::Entity::find().order_by_desc(api_token::Column::Id).all(db).await?)
+    Ok(api_token::Entity::find()
+        .order_by_desc(api_token::Column::Id)
+        .all(db)
+        .await?)
 }
 
 /// Revokes a token; takes effect on its next request, in every process.
-pub async fn revoke(db: &impl ConnectionTrait, by: &Principal, meta: &RequestMeta, id: Uuid) -> Result<bool, AppError> {
+pub async fn revoke(
+    db: &impl ConnectionTrait,
+    by: &Principal,
+    meta: &RequestMeta,
+    id: Uuid,
+) -> Result<bool, AppError> {
     let Some(row) = api_token::Entity::find_by_id(id).one(db).await? else {
         return Err(AppError::NotFound("token"));
     };

@@ -2,8 +2,8 @@
 
 use async_graphql::{Context, ID, InputObject, Json, Object, Result};
 
-use super::service::{self, ConfigChanges, ConfigFilter, NewConfig, Sealing};
 use super::ConfigView;
+use super::service::{self, ConfigChanges, ConfigFilter, NewConfig, Sealing};
 use crate::auth::{Principal, RequestMeta};
 use crate::pagination::{Page, PageArgs, page, parse_id};
 use crate::state::AppState;
@@ -34,7 +34,11 @@ pub struct UpdateConfigInput {
 }
 
 fn context<'a>(ctx: &'a Context<'_>) -> (&'a AppState, &'a Principal, &'a RequestMeta) {
-    (ctx.data_unchecked::<AppState>(), ctx.data_unchecked::<Principal>(), ctx.data_unchecked::<RequestMeta>())
+    (
+        ctx.data_unchecked::<AppState>(),
+        ctx.data_unchecked::<Principal>(),
+        ctx.data_unchecked::<RequestMeta>(),
+    )
 }
 
 fn sealing(state: &AppState) -> Sealing<'_> {
@@ -57,16 +61,21 @@ impl ConfigQuery {
         ctx: &Context<'_>,
         id: ID,
         #[graphql(default = false)] decrypt: bool,
-        #[graphql(desc = "Why the plaintext is needed; recorded with the audit event.")] reason: Option<String>,
+        #[graphql(desc = "Why the plaintext is needed; recorded with the audit event.")]
+        reason: Option<String>,
     ) -> Result<Option<ConfigView>> {
         let (state, principal, meta) = context(ctx);
         let id = parse_id(&id);
         if decrypt {
-            let found = service::read_decrypted(&state.db, &state.keyring, principal, meta, id, reason).await?;
+            let found =
+                service::read_decrypted(&state.db, &state.keyring, principal, meta, id, reason)
+                    .await?;
             return Ok(found.map(|(row, plain)| ConfigView::revealed(row, plain)));
         }
         let Some(id) = id else { return Ok(None) };
-        Ok(service::find_visible(&state.db, principal, id).await?.map(ConfigView::sealed))
+        Ok(service::find_visible(&state.db, principal, id)
+            .await?
+            .map(ConfigView::sealed))
     }
 
     /// Newest first. `search` matches names case-insensitively; `tag` must be among the tags.
@@ -81,8 +90,12 @@ impl ConfigQuery {
         let (state, principal, _) = context(ctx);
         let args = PageArgs::parse(Some(first), after)?;
         let filter = ConfigFilter { search, tag };
-        let (rows, has_next, total) = service::list(&state.db, principal, &filter, args.first, args.after).await?;
-        let items = rows.into_iter().map(|row| (row.id, ConfigView::sealed(row))).collect();
+        let (rows, has_next, total) =
+            service::list(&state.db, principal, &filter, args.first, args.after).await?;
+        let items = rows
+            .into_iter()
+            .map(|row| (row.id, ConfigView::sealed(row)))
+            .collect();
         Ok(page(items, args.after.is_some(), has_next, total))
     }
 }
@@ -93,7 +106,11 @@ pub struct ConfigMutation;
 #[Object]
 impl ConfigMutation {
     /// Returns the stored (encrypted) form: plaintext is never echoed back.
-    async fn create_config(&self, ctx: &Context<'_>, input: CreateConfigInput) -> Result<ConfigView> {
+    async fn create_config(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateConfigInput,
+    ) -> Result<ConfigView> {
         let (state, principal, meta) = context(ctx);
         let new = NewConfig {
             name: input.name,
@@ -102,11 +119,18 @@ impl ConfigMutation {
             config_data: input.config_data.0,
             tenant: input.tenant,
         };
-        Ok(ConfigView::sealed(service::create(&state.db, &sealing(state), principal, meta, new).await?))
+        Ok(ConfigView::sealed(
+            service::create(&state.db, &sealing(state), principal, meta, new).await?,
+        ))
     }
 
     /// configData replaces the whole document. expectedVersion mismatch: CONFLICT.
-    async fn update_config(&self, ctx: &Context<'_>, id: ID, input: UpdateConfigInput) -> Result<ConfigView> {
+    async fn update_config(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateConfigInput,
+    ) -> Result<ConfigView> {
         let (state, principal, meta) = context(ctx);
         let changes = ConfigChanges {
             name: input.name,
@@ -115,7 +139,15 @@ impl ConfigMutation {
             config_data: input.config_data.map(|j| j.0),
             expected_version: input.expected_version,
         };
-        let row = service::update(&state.db, &sealing(state), principal, meta, parse_id(&id), changes).await?;
+        let row = service::update(
+            &state.db,
+            &sealing(state),
+            principal,
+            meta,
+            parse_id(&id),
+            changes,
+        )
+        .await?;
         Ok(ConfigView::sealed(row))
     }
 

@@ -2,8 +2,8 @@ use chrono::Utc;
 use entity::{AuditAction, SealedJson, config, config_tag};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -93,7 +93,11 @@ pub async fn create(
 
 /// The config if it exists and the principal may see it. Another tenant's config is
 /// indistinguishable from a missing one.
-pub async fn find_visible(db: &impl ConnectionTrait, by: &Principal, id: Uuid) -> Result<Option<config::Model>, AppError> {
+pub async fn find_visible(
+    db: &impl ConnectionTrait,
+    by: &Principal,
+    id: Uuid,
+) -> Result<Option<config::Model>, AppError> {
     let row = config::Entity::find_by_id(id).one(db).await?;
     Ok(row.filter(|c| by.can_see(&c.tenant)))
 }
@@ -110,9 +114,11 @@ pub async fn read_decrypted(
     let reason = reason.map(|r| r.chars().take(500).collect::<String>());
     let detail = serde_json::json!({ "reason": reason });
     if !by.is_admin() {
-        let mut entry = AuditEntry::new(AuditAction::ConfigDecrypt, by, meta).success(false).detail(
-            serde_json::json!({ "reason": reason, "refused": "decrypt needs the ADMIN role" }),
-        );
+        let mut entry = AuditEntry::new(AuditAction::ConfigDecrypt, by, meta)
+            .success(false)
+            .detail(
+                serde_json::json!({ "reason": reason, "refused": "decrypt needs the ADMIN role" }),
+            );
         if let Some(id) = id {
             entry = entry.config(id);
         }
@@ -125,11 +131,15 @@ pub async fn read_decrypted(
         return Ok(None);
     };
     let opened = crypto::decrypt_document(row.config_data.as_value(), keyring);
-    let entry = AuditEntry::new(AuditAction::ConfigDecrypt, by, meta).tenant(Some(row.tenant.clone())).config(id);
+    let entry = AuditEntry::new(AuditAction::ConfigDecrypt, by, meta)
+        .tenant(Some(row.tenant.clone()))
+        .config(id);
     match opened {
         Ok(plain) => {
             entry.detail(detail).record(&txn).await?;
-            txn.commit().await.map_err(|e| AppError::Unavailable(Box::new(e)))?;
+            txn.commit()
+                .await
+                .map_err(|e| AppError::Unavailable(Box::new(e)))?;
             Ok(Some((row, plain)))
         }
         Err(path) => {
@@ -151,19 +161,31 @@ pub async fn update(
 ) -> Result<config::Model, AppError> {
     let id = id.ok_or(AppError::NotFound("config"))?;
     let name = changes.name.as_deref().map(check_name).transpose()?;
-    let description = changes.description.as_deref().map(check_description).transpose()?;
+    let description = changes
+        .description
+        .as_deref()
+        .map(check_description)
+        .transpose()?;
     let tags = changes.tags.map(check_tags).transpose()?;
-    let sealed = changes.config_data.map(|doc| seal(sealing, doc)).transpose()?;
+    let sealed = changes
+        .config_data
+        .map(|doc| seal(sealing, doc))
+        .transpose()?;
 
     let txn = db.begin().await?;
-    let current = find_visible(&txn, by, id).await?.ok_or(AppError::NotFound("config"))?;
+    let current = find_visible(&txn, by, id)
+        .await?
+        .ok_or(AppError::NotFound("config"))?;
     if let Some(expected) = changes.expected_version
         && expected != current.version
     {
         return Err(version_conflict(expected, current.version));
     }
     let mut update = config::Entity::update_many()
-        .col_expr(config::Column::Version, Expr::col(config::Column::Version).add(1))
+        .col_expr(
+            config::Column::Version,
+            Expr::col(config::Column::Version).add(1),
+        )
         .col_expr(config::Column::UpdatedAt, Expr::value(Utc::now()));
     if let Some(name) = name {
         update = update.col_expr(config::Column::Name, Expr::value(name));
@@ -187,7 +209,10 @@ pub async fn update(
         .exec(&txn)
         .await?;
     if result.rows_affected == 0 {
-        return Err(version_conflict(changes.expected_version.unwrap_or(current.version), current.version + 1));
+        return Err(version_conflict(
+            changes.expected_version.unwrap_or(current.version),
+            current.version + 1,
+        ));
     }
     if let Some(tags) = &tags {
         replace_tags(&txn, id, tags).await?;
@@ -198,7 +223,10 @@ pub async fn update(
         .detail(serde_json::json!({ "version": current.version + 1, "sensitivePaths": paths }))
         .record(&txn)
         .await?;
-    let row = config::Entity::find_by_id(id).one(&txn).await?.ok_or(AppError::NotFound("config"))?;
+    let row = config::Entity::find_by_id(id)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("config"))?;
     txn.commit().await?;
     Ok(row)
 }
@@ -209,10 +237,17 @@ fn version_conflict(expected: i32, actual: i32) -> AppError {
     ))
 }
 
-pub async fn delete(db: &DatabaseConnection, by: &Principal, meta: &RequestMeta, id: Option<Uuid>) -> Result<bool, AppError> {
+pub async fn delete(
+    db: &DatabaseConnection,
+    by: &Principal,
+    meta: &RequestMeta,
+    id: Option<Uuid>,
+) -> Result<bool, AppError> {
     let id = id.ok_or(AppError::NotFound("config"))?;
     let txn = db.begin().await?;
-    let row = find_visible(&txn, by, id).await?.ok_or(AppError::NotFound("config"))?;
+    let row = find_visible(&txn, by, id)
+        .await?
+        .ok_or(AppError::NotFound("config"))?;
     config::Entity::delete_by_id(id).exec(&txn).await?;
     AuditEntry::new(AuditAction::ConfigDelete, by, meta)
         .tenant(Some(row.tenant))
@@ -236,9 +271,17 @@ pub async fn list(
     if let Some(tenant) = by.tenant_scope() {
         query = query.filter(config::Column::Tenant.eq(tenant));
     }
-    if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    if let Some(search) = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
-        query = query.filter(Expr::expr(Func::lower(Expr::col(config::Column::Name))).like(LikeExpr::new(pattern).escape('\\')));
+        query = query.filter(
+            Expr::expr(Func::lower(Expr::col(config::Column::Name)))
+                .like(LikeExpr::new(pattern).escape('\\')),
+        );
     }
     if let Some(tag) = filter.tag.as_deref() {
         query = query.filter(
@@ -255,7 +298,11 @@ pub async fn list(
     if let Some(after) = after {
         query = query.filter(config::Column::Id.lt(after));
     }
-    let mut rows = query.order_by_desc(config::Column::Id).limit(first + 1).all(db).await?;
+    let mut rows = query
+        .order_by_desc(config::Column::Id)
+        .limit(first + 1)
+        .all(db)
+        .await?;
     let has_next = rows.len() as u64 > first;
     rows.truncate(first as usize);
     Ok((rows, has_next, total))
@@ -266,20 +313,33 @@ fn seal(sealing: &Sealing<'_>, doc: Value) -> Result<(SealedJson, Vec<String>), 
         return Err(AppError::bad_input("configData must be a JSON object"));
     }
     // Measured on the compact form, which is what the store holds.
-    let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(&doc)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > sealing.max_bytes {
-        return Err(AppError::bad_input(format!("configData is {size} bytes; the limit is {}", sealing.max_bytes)));
+        return Err(AppError::bad_input(format!(
+            "configData is {size} bytes; the limit is {}",
+            sealing.max_bytes
+        )));
     }
     let (sealed, paths) = crypto::seal_document(doc, sealing.keyring, sealing.sealed_keys)?;
     Ok((SealedJson::new_unchecked(sealed), paths))
 }
 
-async fn replace_tags(db: &impl ConnectionTrait, id: Uuid, tags: &[String]) -> Result<(), AppError> {
-    config_tag::Entity::delete_many().filter(config_tag::Column::ConfigId.eq(id)).exec(db).await?;
+async fn replace_tags(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    tags: &[String],
+) -> Result<(), AppError> {
+    config_tag::Entity::delete_many()
+        .filter(config_tag::Column::ConfigId.eq(id))
+        .exec(db)
+        .await?;
     if !tags.is_empty() {
-        config_tag::Entity::insert_many(
-            tags.iter().map(|tag| config_tag::ActiveModel { config_id: Set(id), tag: Set(tag.clone()) }),
-        )
+        config_tag::Entity::insert_many(tags.iter().map(|tag| config_tag::ActiveModel {
+            config_id: Set(id),
+            tag: Set(tag.clone()),
+        }))
         .exec(db)
         .await?;
     }
@@ -287,20 +347,26 @@ async fn replace_tags(db: &impl ConnectionTrait, id: Uuid, tags: &[String]) -> R
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 pub fn check_name(name: &str) -> Result<String, AppError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME {
-        return Err(AppError::bad_input(format!("name must be 1 to {MAX_NAME} characters")));
+        return Err(AppError::bad_input(format!(
+            "name must be 1 to {MAX_NAME} characters"
+        )));
     }
     Ok(name.to_owned())
 }
 
 fn check_description(description: &str) -> Result<String, AppError> {
     if description.chars().count() > MAX_DESCRIPTION {
-        return Err(AppError::bad_input(format!("description must be at most {MAX_DESCRIPTION} characters")));
+        return Err(AppError::bad_input(format!(
+            "description must be at most {MAX_DESCRIPTION} characters"
+        )));
     }
     Ok(description.to_owned())
 }
@@ -314,7 +380,9 @@ fn check_tags(tags: Vec<String>) -> Result<Vec<String>, AppError> {
     for tag in tags {
         let tag = tag.trim();
         if tag.is_empty() || tag.chars().count() > MAX_TAG {
-            return Err(AppError::bad_input(format!("each tag must be 1 to {MAX_TAG} characters")));
+            return Err(AppError::bad_input(format!(
+                "each tag must be 1 to {MAX_TAG} characters"
+            )));
         }
         if !out.iter().any(|t| t == tag) {
             out.push(tag.to_owned());
@@ -327,7 +395,9 @@ fn check_tags(tags: Vec<String>) -> Result<Vec<String>, AppError> {
 pub fn check_tenant(tenant: &str) -> Result<String, AppError> {
     let ok = !tenant.is_empty()
         && tenant.len() <= MAX_TENANT
-        && tenant.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !ok {
         return Err(AppError::bad_input(format!(
             "tenant must be 1 to {MAX_TENANT} letters, digits, '.', '_' or '-'"
@@ -345,7 +415,10 @@ mod tests {
         assert!(check_name("  ").is_err());
         assert!(check_name(&"x".repeat(201)).is_err());
         assert_eq!(check_name(" prod ").unwrap(), "prod");
-        assert_eq!(check_tags(vec!["a".into(), " a ".into(), "b".into()]).unwrap(), ["a", "b"]);
+        assert_eq!(
+            check_tags(vec!["a".into(), " a ".into(), "b".into()]).unwrap(),
+            ["a", "b"]
+        );
         assert!(check_tags(vec![String::new()]).is_err());
         assert!(check_tenant("acme-eu.1").is_ok());
         assert!(check_tenant("acme eu").is_err());

@@ -14,11 +14,17 @@ pub struct ConfigView {
 
 impl ConfigView {
     pub fn sealed(row: config::Model) -> Self {
-        Self { row, plaintext: None }
+        Self {
+            row,
+            plaintext: None,
+        }
     }
 
     pub fn revealed(row: config::Model, plaintext: Plaintext<Value>) -> Self {
-        Self { row, plaintext: Some(plaintext) }
+        Self {
+            row,
+            plaintext: Some(plaintext),
+        }
     }
 }
 

@@ -37,7 +37,9 @@ struct KeyEntry {
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring").field("keys", &self.keys.len()).finish_non_exhaustive()
+        f.debug_struct("Keyring")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,7 +81,9 @@ impl Keyring {
 
     /// Which key (0 = primary) decrypts a token, if any.
     pub fn key_index_of(&self, token: &str) -> Option<usize> {
-        self.keys.iter().position(|k| k.fernet.decrypt(token).is_ok())
+        self.keys
+            .iter()
+            .position(|k| k.fernet.decrypt(token).is_ok())
     }
 
     pub fn len(&self) -> usize {
@@ -88,6 +92,20 @@ impl Keyring {
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// A short public name for each key, primary first: safe to show and log, useless
+    /// to an attacker (an HMAC of a label under the key, not the key's own hash).
+    pub fn fingerprints(&self) -> Vec<String> {
+        use hmac::{Hmac, Mac};
+        self.raw_keys()
+            .map(|raw| {
+                let mut mac =
+                    Hmac::<sha2::Sha256>::new_from_slice(raw).expect("HMAC takes any key length");
+                mac.update(b"keyward/key-fingerprint/v1");
+                hex::encode(&mac.finalize().into_bytes()[..8])
+            })
+            .collect()
     }
 
     /// The raw bytes of each key, primary first, for deriving other keys from them.
@@ -102,17 +120,23 @@ impl KeyEntry {
         // The same decoding Fernet::new just accepted: exactly 32 bytes.
         let bytes = Zeroizing::new(URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('=')).ok()?);
         let raw: [u8; 32] = bytes.as_slice().try_into().ok()?;
-        Some(Self { fernet, raw: Zeroizing::new(raw) })
+        Some(Self {
+            fernet,
+            raw: Zeroizing::new(raw),
+        })
     }
 }
-
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ring(keys: &[&SecretString]) -> Keyring {
-        let joined = keys.iter().map(|k| k.expose_secret()).collect::<Vec<_>>().join(",");
+        let joined = keys
+            .iter()
+            .map(|k| k.expose_secret())
+            .collect::<Vec<_>>()
+            .join(",");
         Keyring::parse(&SecretString::from(joined)).unwrap()
     }
 
@@ -126,7 +150,10 @@ mod tests {
         assert_eq!(after.key_index_of(&token), Some(1));
         let fresh = after.encrypt(b"sk-new");
         assert_eq!(after.key_index_of(&fresh), Some(0));
-        assert!(before.decrypt(&fresh).is_err(), "a token under the new key needs the new key");
+        assert!(
+            before.decrypt(&fresh).is_err(),
+            "a token under the new key needs the new key"
+        );
     }
 
     #[test]
@@ -138,7 +165,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(err, KeyringError::InvalidKey { position: 2 });
         assert!(!err.to_string().contains("not-a-key"));
-        assert_eq!(Keyring::parse(&SecretString::from(" , ")).unwrap_err(), KeyringError::Empty);
+        assert_eq!(
+            Keyring::parse(&SecretString::from(" , ")).unwrap_err(),
+            KeyringError::Empty
+        );
     }
 
     #[test]

@@ -6,13 +6,17 @@
 
 mod keyring;
 mod plaintext;
+mod rotate;
 mod sealed_box;
 mod sensitive;
 mod walk;
 
 pub use keyring::{Keyring, KeyringError};
 pub use plaintext::Plaintext;
-pub use sealed_box::{ALGORITHM as SEALED_BOX_ALGORITHM, SealedBoxKey, SealedBoxKeys, SealedError, seal};
+pub use rotate::{RotationCounts, count_by_key, reencrypt_document};
+pub use sealed_box::{
+    ALGORITHM as SEALED_BOX_ALGORITHM, SealedBoxKey, SealedBoxKeys, SealedError, seal,
+};
 pub use sensitive::{is_sensitive_key, looks_like_credential};
 pub use walk::{
     ENC_PREFIX, IngestError, decrypt_document, decrypt_value, encrypt_value, seal_document,

@@ -69,7 +69,9 @@ pub struct SealedBoxKeys {
 
 impl SealedBoxKeys {
     pub fn derive(keyring: &Keyring) -> Self {
-        Self { keys: keyring.raw_keys().map(SealedBoxKey::derive).collect() }
+        Self {
+            keys: keyring.raw_keys().map(SealedBoxKey::derive).collect(),
+        }
     }
 
     /// The key apps should seal to.
@@ -81,14 +83,23 @@ impl SealedBoxKeys {
     pub fn open(&self, body: &str) -> Result<Zeroizing<Vec<u8>>, SealedError> {
         let (key_id, payload) = body.split_once(':').ok_or(SealedError::Malformed)?;
         let ciphertext = decode_any_base64(payload).ok_or(SealedError::Malformed)?;
-        let key = self.keys.iter().find(|k| k.key_id == key_id).ok_or(SealedError::UnknownKeyId)?;
-        key.secret.unseal(&ciphertext).map(Zeroizing::new).map_err(|_| SealedError::CannotOpen)
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.key_id == key_id)
+            .ok_or(SealedError::UnknownKeyId)?;
+        key.secret
+            .unseal(&ciphertext)
+            .map(Zeroizing::new)
+            .map_err(|_| SealedError::CannotOpen)
     }
 }
 
 /// Seals `plaintext` to a server's public key: the app side of the flow (`keyward seal`).
 pub fn seal(public: &PublicKey, plaintext: &[u8]) -> String {
-    let sealed = public.seal(&mut OsRng, plaintext).expect("sealing to a valid key cannot fail");
+    let sealed = public
+        .seal(&mut OsRng, plaintext)
+        .expect("sealing to a valid key cannot fail");
     format!("sealed:{}:{}", fingerprint(public), STANDARD.encode(sealed))
 }
 
@@ -106,7 +117,11 @@ mod tests {
     use secrecy::{ExposeSecret, SecretString};
 
     fn keyring(keys: &[&SecretString]) -> Keyring {
-        let joined = keys.iter().map(|k| k.expose_secret()).collect::<Vec<_>>().join(",");
+        let joined = keys
+            .iter()
+            .map(|k| k.expose_secret())
+            .collect::<Vec<_>>()
+            .join(",");
         Keyring::parse(&SecretString::from(joined)).unwrap()
     }
 
@@ -128,7 +143,12 @@ mod tests {
         assert_ne!(rotated.primary().key_id(), once.primary().key_id());
         // A value sealed to the old primary still opens after rotation.
         let sealed = seal(&once.primary().public_key(), b"v");
-        assert_eq!(&*rotated.open(sealed.strip_prefix("sealed:").unwrap()).unwrap(), b"v");
+        assert_eq!(
+            &*rotated
+                .open(sealed.strip_prefix("sealed:").unwrap())
+                .unwrap(),
+            b"v"
+        );
     }
 
     #[test]
@@ -136,7 +156,11 @@ mod tests {
         let keys = SealedBoxKeys::derive(&keyring(&[&Keyring::generate_key()]));
         let raw = keys.primary().public_key().seal(&mut OsRng, b"v").unwrap();
         let id = keys.primary().key_id();
-        for encoded in [URL_SAFE_NO_PAD.encode(&raw), URL_SAFE.encode(&raw), STANDARD_NO_PAD.encode(&raw)] {
+        for encoded in [
+            URL_SAFE_NO_PAD.encode(&raw),
+            URL_SAFE.encode(&raw),
+            STANDARD_NO_PAD.encode(&raw),
+        ] {
             assert_eq!(&*keys.open(&format!("{id}:{encoded}")).unwrap(), b"v");
         }
     }
@@ -146,10 +170,20 @@ mod tests {
         let keys = SealedBoxKeys::derive(&keyring(&[&Keyring::generate_key()]));
         let other = SealedBoxKeys::derive(&keyring(&[&Keyring::generate_key()]));
         let foreign = seal(&other.primary().public_key(), b"v");
-        assert_eq!(keys.open(foreign.strip_prefix("sealed:").unwrap()).unwrap_err(), SealedError::UnknownKeyId);
+        assert_eq!(
+            keys.open(foreign.strip_prefix("sealed:").unwrap())
+                .unwrap_err(),
+            SealedError::UnknownKeyId
+        );
         let id = keys.primary().key_id();
-        assert_eq!(keys.open(&format!("{id}:AAAA")).unwrap_err(), SealedError::CannotOpen);
-        assert_eq!(keys.open(&format!("{id}:***")).unwrap_err(), SealedError::Malformed);
+        assert_eq!(
+            keys.open(&format!("{id}:AAAA")).unwrap_err(),
+            SealedError::CannotOpen
+        );
+        assert_eq!(
+            keys.open(&format!("{id}:***")).unwrap_err(),
+            SealedError::Malformed
+        );
         assert_eq!(keys.open("no-colon").unwrap_err(), SealedError::Malformed);
     }
 }

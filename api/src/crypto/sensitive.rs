@@ -57,7 +57,9 @@ pub fn looks_like_credential(value: &str) -> bool {
     }
     // AWS access key ids: AKIA/ASIA + 16 upper-case alphanumerics.
     if (v.starts_with("AKIA") || v.starts_with("ASIA")) && v.len() == 20 {
-        return v[4..].chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        return v[4..]
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
     }
     false
 }
@@ -89,7 +91,16 @@ mod tests {
 
     #[test]
     fn ordinary_keys_are_not_sensitive() {
-        for key in ["model", "base_url", "name", "user", "temperature", "api", "key", "auth"] {
+        for key in [
+            "model",
+            "base_url",
+            "name",
+            "user",
+            "temperature",
+            "api",
+            "key",
+            "auth",
+        ] {
             assert!(!is_sensitive_key(key), "{key} should not be sensitive");
         }
     }
@@ -106,7 +117,10 @@ mod tests {
             "-----BEGIN RSA PRIVATE KEY-----\nMIIEow...\n-----END RSA PRIVATE KEY-----",
             "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn...\n-----END OPENSSH PRIVATE KEY-----",
         ] {
-            assert!(looks_like_credential(value), "{value} should look like a credential");
+            assert!(
+                looks_like_credential(value),
+                "{value} should look like a credential"
+            );
         }
     }
 

@@ -5,7 +5,9 @@ use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use super::sealed_box::SealedError;
-use super::{DecryptError, Keyring, Plaintext, SealedBoxKeys, is_sensitive_key, looks_like_credential};
+use super::{
+    DecryptError, Keyring, Plaintext, SealedBoxKeys, is_sensitive_key, looks_like_credential,
+};
 
 /// The stored form of an encrypted value: `enc:` followed by a Fernet token.
 pub const ENC_PREFIX: &str = "enc:";
@@ -51,7 +53,12 @@ pub fn seal_document(
     keyring: &Keyring,
     sealed_keys: &SealedBoxKeys,
 ) -> Result<(Value, Vec<String>), IngestError> {
-    let mut walk = Sealer { keyring, sealed_keys, paths: Vec::new(), path: String::new() };
+    let mut walk = Sealer {
+        keyring,
+        sealed_keys,
+        paths: Vec::new(),
+        path: String::new(),
+    };
     let sealed = walk.value(doc, false)?;
     Ok((sealed, walk.paths))
 }
@@ -60,7 +67,9 @@ pub fn seal_document(
 /// would not open.
 pub fn decrypt_document(doc: &Value, keyring: &Keyring) -> Result<Plaintext<Value>, String> {
     let mut path = String::new();
-    open(doc, keyring, &mut path).map(Plaintext::new).map_err(|_| path)
+    open(doc, keyring, &mut path)
+        .map(Plaintext::new)
+        .map_err(|_| path)
 }
 
 /// The paths of a stored document's encrypted values, in document order.
@@ -116,12 +125,16 @@ impl Sealer<'_> {
 
     fn string(&mut self, s: String, sensitive: bool) -> Result<String, IngestError> {
         if s.starts_with(ENC_PREFIX) {
-            decrypt_value(self.keyring, &s).map_err(|_| self.refuse(IngestReason::NotDecryptable))?;
+            decrypt_value(self.keyring, &s)
+                .map_err(|_| self.refuse(IngestReason::NotDecryptable))?;
             self.paths.push(self.path.clone());
             return Ok(s);
         }
         if let Some(body) = s.strip_prefix(SEALED_PREFIX) {
-            let opened = self.sealed_keys.open(body).map_err(|e| self.refuse(IngestReason::Sealed(e)))?;
+            let opened = self
+                .sealed_keys
+                .open(body)
+                .map_err(|e| self.refuse(IngestReason::Sealed(e)))?;
             self.paths.push(self.path.clone());
             return Ok(format!("{ENC_PREFIX}{}", self.keyring.encrypt(&opened)));
         }
@@ -135,7 +148,10 @@ impl Sealer<'_> {
     }
 
     fn refuse(&self, reason: IngestReason) -> IngestError {
-        IngestError { path: self.path.clone(), reason }
+        IngestError {
+            path: self.path.clone(),
+            reason,
+        }
     }
 }
 
@@ -179,7 +195,11 @@ fn each_item(items: &[Value], path: &mut String, mut f: impl FnMut(&Value, &mut 
     }
 }
 
-fn each_entry(map: &Map<String, Value>, path: &mut String, mut f: impl FnMut(&str, &Value, &mut String)) {
+fn each_entry(
+    map: &Map<String, Value>,
+    path: &mut String,
+    mut f: impl FnMut(&str, &Value, &mut String),
+) {
     for (key, item) in map {
         let len = path.len();
         push_key(path, key);
@@ -190,11 +210,15 @@ fn each_entry(map: &Map<String, Value>, path: &mut String, mut f: impl FnMut(&st
 
 /// `${NAME}`: an environment reference, resolved (if allowed) only when a session starts.
 pub(crate) fn is_env_reference(s: &str) -> bool {
-    s.strip_prefix("${").and_then(|r| r.strip_suffix('}')).is_some_and(|name| {
-        let mut chars = name.chars();
-        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    })
+    s.strip_prefix("${")
+        .and_then(|r| r.strip_suffix('}'))
+        .is_some_and(|name| {
+            let mut chars = name.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
 }
 
 fn push_index(path: &mut String, i: usize) {
@@ -204,7 +228,10 @@ fn push_index(path: &mut String, i: usize) {
 
 /// `a.b` for plain keys; `a["odd key"]` when a key would make the path ambiguous.
 fn push_key(path: &mut String, key: &str) {
-    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if plain {
         if !path.is_empty() {
             path.push('.');
@@ -243,7 +270,10 @@ mod tests {
         assert!(at(&out, "/providers/0/config/api_key").starts_with("enc:gAAAAA"));
         assert_eq!(at(&out, "/providers/0/config/model"), "gpt");
         assert_eq!(paths, ["providers[0].config.api_key"]);
-        assert_eq!(decrypt_document(&out, &ring).unwrap().expose()["providers"][0]["config"]["api_key"], "sk-1");
+        assert_eq!(
+            decrypt_document(&out, &ring).unwrap().expose()["providers"][0]["config"]["api_key"],
+            "sk-1"
+        );
     }
 
     #[test]
@@ -252,8 +282,19 @@ mod tests {
         let doc = json!({"credentials": {"user": "u", "pass": "p", "list": ["a", 1, true, null]}});
         let (out, mut paths) = seal_document(doc, &ring, &sealed).unwrap();
         paths.sort();
-        assert_eq!(paths, ["credentials.list[0]", "credentials.pass", "credentials.user"]);
-        for p in ["/credentials/user", "/credentials/pass", "/credentials/list/0"] {
+        assert_eq!(
+            paths,
+            [
+                "credentials.list[0]",
+                "credentials.pass",
+                "credentials.user"
+            ]
+        );
+        for p in [
+            "/credentials/user",
+            "/credentials/pass",
+            "/credentials/list/0",
+        ] {
             assert!(at(&out, p).starts_with("enc:"), "{p}");
         }
         assert_eq!(out["credentials"]["list"][1], 1);
@@ -301,7 +342,10 @@ mod tests {
         assert_eq!(err.path, "providers[0].config.api_key");
         assert_eq!(err.reason, IngestReason::NotDecryptable);
         assert!(!err.to_string().contains(&foreign));
-        assert!(err.to_string().contains("configData.providers[0].config.api_key"));
+        assert!(
+            err.to_string()
+                .contains("configData.providers[0].config.api_key")
+        );
     }
 
     #[test]
@@ -310,7 +354,12 @@ mod tests {
         let value = seal(&sealed.primary().public_key(), b"sk-sealed");
         let (out, paths) = seal_document(json!({"anything": value}), &ring, &sealed).unwrap();
         assert_eq!(paths, ["anything"]);
-        assert_eq!(decrypt_value(&ring, at(&out, "/anything")).unwrap().expose_secret(), "sk-sealed");
+        assert_eq!(
+            decrypt_value(&ring, at(&out, "/anything"))
+                .unwrap()
+                .expose_secret(),
+            "sk-sealed"
+        );
     }
 
     #[test]
@@ -326,7 +375,8 @@ mod tests {
     #[test]
     fn credentials_are_encrypted_wherever_they_stand() {
         let (ring, sealed) = keys();
-        let doc = json!({"notes": "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123", "model": "claude"});
+        let doc =
+            json!({"notes": "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123", "model": "claude"});
         let (out, paths) = seal_document(doc, &ring, &sealed).unwrap();
         assert_eq!(paths, ["notes"]);
         assert_eq!(out["model"], "claude");
@@ -335,7 +385,12 @@ mod tests {
     #[test]
     fn odd_keys_are_quoted_in_paths() {
         let (ring, sealed) = keys();
-        let (_, mut paths) = seal_document(json!({"a.b": {"api_key": "x"}, "": {"token": "y"}}), &ring, &sealed).unwrap();
+        let (_, mut paths) = seal_document(
+            json!({"a.b": {"api_key": "x"}, "": {"token": "y"}}),
+            &ring,
+            &sealed,
+        )
+        .unwrap();
         paths.sort();
         assert_eq!(paths, [r#"[""].token"#, r#"["a.b"].api_key"#]);
     }
@@ -343,7 +398,12 @@ mod tests {
     #[test]
     fn sealing_is_idempotent() {
         let (ring, sealed) = keys();
-        let (once, paths_once) = seal_document(json!({"token": "t", "x": [{"secret": "s"}]}), &ring, &sealed).unwrap();
+        let (once, paths_once) = seal_document(
+            json!({"token": "t", "x": [{"secret": "s"}]}),
+            &ring,
+            &sealed,
+        )
+        .unwrap();
         let (twice, paths_twice) = seal_document(once.clone(), &ring, &sealed).unwrap();
         assert_eq!(once, twice);
         assert_eq!(paths_once, paths_twice);
@@ -369,7 +429,11 @@ mod tests {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
                 prop::collection::btree_map(
-                    prop_oneof!["[a-z_]{0,10}", Just("api_key".to_owned()), Just("clientSecret".to_owned())],
+                    prop_oneof![
+                        "[a-z_]{0,10}",
+                        Just("api_key".to_owned()),
+                        Just("clientSecret".to_owned())
+                    ],
                     inner,
                     0..6
                 )
@@ -381,11 +445,13 @@ mod tests {
     /// Every plaintext string that stands under a sensitive key, by path.
     fn secrets_of(value: &Value, sensitive: bool, out: &mut Vec<String>) {
         match value {
-            Value::String(s) if sensitive && !s.is_empty() && !is_env_reference(s) => out.push(s.clone()),
-            Value::Array(items) => items.iter().for_each(|v| secrets_of(v, sensitive, out)),
-            Value::Object(map) => {
-                map.iter().for_each(|(k, v)| secrets_of(v, sensitive || is_sensitive_key(k), out))
+            Value::String(s) if sensitive && !s.is_empty() && !is_env_reference(s) => {
+                out.push(s.clone())
             }
+            Value::Array(items) => items.iter().for_each(|v| secrets_of(v, sensitive, out)),
+            Value::Object(map) => map
+                .iter()
+                .for_each(|(k, v)| secrets_of(v, sensitive || is_sensitive_key(k), out)),
             _ => {}
         }
     }
@@ -399,7 +465,8 @@ mod tests {
             // Strings that already look like stored forms are not plaintext input.
             prop_assume!(!doc.to_string().contains("enc:") && !doc.to_string().contains("sealed:"));
             let (out, _) = seal_document(doc.clone(), &ring, &sealed).unwrap();
-            prop_assert_eq!(decrypt_document(&out, &ring).unwrap().expose(), &doc);
+            let opened = decrypt_document(&out, &ring).unwrap();
+            prop_assert_eq!(opened.expose(), &doc);
         }
 
         #[test]

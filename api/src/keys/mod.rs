@@ -1,3 +1,5 @@
-//! Key management over GraphQL: the public sealed-box key (and, later, rotation).
+//! Key management: the keyring check at start-up, online rotation, key usage, and the
+//! public sealed-box key. Never returns or logs a key.
 
 pub mod schema;
+pub mod service;

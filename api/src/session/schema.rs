@@ -3,9 +3,9 @@
 use async_graphql::{Context, ID, InputObject, Object, Result, Subscription};
 use futures::{Stream, StreamExt};
 
+use super::SessionFilter;
 use super::service::{self, Deps, NewSession, StreamEvent};
 use super::types::{MessageChunk, MessageView, SessionStatusKind, SessionView};
-use super::SessionFilter;
 use crate::auth::{Principal, RequestMeta};
 use crate::pagination::{Page, PageArgs, page, parse_id};
 use crate::state::AppState;
@@ -20,7 +20,11 @@ pub struct CreateSessionInput {
 }
 
 fn deps(state: &AppState) -> Deps<'_> {
-    Deps { db: &state.db, keyring: &state.keyring, providers: &state.providers }
+    Deps {
+        db: &state.db,
+        keyring: &state.keyring,
+        providers: &state.providers,
+    }
 }
 
 #[derive(Default)]
@@ -31,8 +35,11 @@ impl SessionQuery {
     /// Null when the session does not exist or the caller may not see it.
     async fn session(&self, ctx: &Context<'_>, id: ID) -> Result<Option<SessionView>> {
         let state = ctx.data_unchecked::<AppState>();
-        let Some(id) = parse_id(&id) else { return Ok(None) };
-        let found = service::find_visible_session(&state.db, ctx.data_unchecked::<Principal>(), id).await?;
+        let Some(id) = parse_id(&id) else {
+            return Ok(None);
+        };
+        let found =
+            service::find_visible_session(&state.db, ctx.data_unchecked::<Principal>(), id).await?;
         Ok(found.map(Into::into))
     }
 
@@ -55,10 +62,17 @@ impl SessionQuery {
             },
             None => None,
         };
-        let filter = SessionFilter { config_id, status: status.map(Into::into) };
+        let filter = SessionFilter {
+            config_id,
+            status: status.map(Into::into),
+        };
         let principal = ctx.data_unchecked::<Principal>();
-        let (rows, has_next, total) = service::list(&state.db, principal, &filter, args.first, args.after).await?;
-        let items = rows.into_iter().map(|row| (row.id, SessionView::from(row))).collect();
+        let (rows, has_next, total) =
+            service::list(&state.db, principal, &filter, args.first, args.after).await?;
+        let items = rows
+            .into_iter()
+            .map(|row| (row.id, SessionView::from(row)))
+            .collect();
         Ok(page(items, args.after.is_some(), has_next, total))
     }
 }
@@ -69,23 +83,52 @@ pub struct SessionMutation;
 #[Object]
 impl SessionMutation {
     /// Decrypts the config in memory only, to build the provider client.
-    async fn create_session(&self, ctx: &Context<'_>, input: CreateSessionInput) -> Result<SessionView> {
+    async fn create_session(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateSessionInput,
+    ) -> Result<SessionView> {
         let state = ctx.data_unchecked::<AppState>();
-        let new = NewSession { config_id: parse_id(&input.config_id), provider: input.provider, model: input.model };
-        let row = service::create(&deps(state), ctx.data_unchecked(), ctx.data_unchecked::<RequestMeta>(), new).await?;
+        let new = NewSession {
+            config_id: parse_id(&input.config_id),
+            provider: input.provider,
+            model: input.model,
+        };
+        let row = service::create(
+            &deps(state),
+            ctx.data_unchecked(),
+            ctx.data_unchecked::<RequestMeta>(),
+            new,
+        )
+        .await?;
         Ok(row.into())
     }
 
     /// Sends a user message through the session's provider and returns the assistant's reply.
-    async fn send_message(&self, ctx: &Context<'_>, session_id: ID, #[graphql(secret)] content: String) -> Result<MessageView> {
+    async fn send_message(
+        &self,
+        ctx: &Context<'_>,
+        session_id: ID,
+        #[graphql(secret)] content: String,
+    ) -> Result<MessageView> {
         let state = ctx.data_unchecked::<AppState>();
-        let message = service::send(&deps(state), ctx.data_unchecked(), parse_id(&session_id), content).await?;
+        let message = service::send(
+            &deps(state),
+            ctx.data_unchecked(),
+            parse_id(&session_id),
+            content,
+        )
+        .await?;
         Ok(message.into())
     }
 
     async fn close_session(&self, ctx: &Context<'_>, id: ID) -> Result<SessionView> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(service::close(&state.db, ctx.data_unchecked(), parse_id(&id)).await?.into())
+        Ok(
+            service::close(&state.db, ctx.data_unchecked(), parse_id(&id))
+                .await?
+                .into(),
+        )
     }
 
     async fn delete_session(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
@@ -108,11 +151,25 @@ impl SessionSubscription {
         #[graphql(secret)] content: String,
     ) -> Result<impl Stream<Item = Result<MessageChunk>>> {
         let state = ctx.data_unchecked::<AppState>();
-        let turn = service::begin_turn(&deps(state), ctx.data_unchecked(), parse_id(&session_id), content).await?;
+        let turn = service::begin_turn(
+            &deps(state),
+            ctx.data_unchecked(),
+            parse_id(&session_id),
+            content,
+        )
+        .await?;
         Ok(service::stream(state.db.clone(), turn).map(|event| {
             Ok(match event? {
-                StreamEvent::Delta(delta) => MessageChunk { delta, done: false, message: None },
-                StreamEvent::Done(message) => MessageChunk { delta: String::new(), done: true, message: Some(message.into()) },
+                StreamEvent::Delta(delta) => MessageChunk {
+                    delta,
+                    done: false,
+                    message: None,
+                },
+                StreamEvent::Done(message) => MessageChunk {
+                    delta: String::new(),
+                    done: true,
+                    message: Some(message.into()),
+                },
             })
         }))
     }

@@ -3,8 +3,8 @@ use entity::{AuditAction, SessionStatus, message, session};
 use futures::stream::{BoxStream, StreamExt};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -56,11 +56,22 @@ fn build_client(
         .map_err(|e| AppError::from(e.in_entry(&format!("configData.{path}"))))
 }
 
-pub async fn create(deps: &Deps<'_>, by: &Principal, meta: &RequestMeta, new: NewSession) -> Result<session::Model, AppError> {
+pub async fn create(
+    deps: &Deps<'_>,
+    by: &Principal,
+    meta: &RequestMeta,
+    new: NewSession,
+) -> Result<session::Model, AppError> {
     let config_id = new.config_id.ok_or(AppError::NotFound("config"))?;
-    let config = find_visible(deps.db, by, config_id).await?.ok_or(AppError::NotFound("config"))?;
+    let config = find_visible(deps.db, by, config_id)
+        .await?
+        .ok_or(AppError::NotFound("config"))?;
     let index = new.provider.unwrap_or(0);
-    let model = new.model.as_deref().map(str::trim).filter(|m| !m.is_empty());
+    let model = new
+        .model
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
     let client = build_client(deps, &config, index, model)?;
     let now = Utc::now();
     let txn = deps.db.begin().await?;
@@ -103,7 +114,10 @@ pub async fn find_visible_session(
     Ok(row.filter(|s| by.can_see(&s.tenant)))
 }
 
-pub async fn messages(db: &impl ConnectionTrait, session_id: Uuid) -> Result<Vec<message::Model>, AppError> {
+pub async fn messages(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+) -> Result<Vec<message::Model>, AppError> {
     Ok(message::Entity::find()
         .filter(message::Column::SessionId.eq(session_id))
         .order_by_asc(message::Column::Seq)
@@ -127,18 +141,35 @@ pub async fn begin_turn(
 ) -> Result<Turnout, AppError> {
     let session_id = session_id.ok_or(AppError::NotFound("session"))?;
     if content.trim().is_empty() || content.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(AppError::bad_input(format!("content must be 1 to {MAX_MESSAGE_CHARS} characters")));
+        return Err(AppError::bad_input(format!(
+            "content must be 1 to {MAX_MESSAGE_CHARS} characters"
+        )));
     }
-    let session = find_visible_session(deps.db, by, session_id).await?.ok_or(AppError::NotFound("session"))?;
+    let session = find_visible_session(deps.db, by, session_id)
+        .await?
+        .ok_or(AppError::NotFound("session"))?;
     if session.status != SessionStatus::Active {
-        return Err(AppError::bad_input("the session is closed; create a new one"));
+        return Err(AppError::bad_input(
+            "the session is closed; create a new one",
+        ));
     }
-    let config = find_visible(deps.db, by, session.config_id).await?.ok_or(AppError::NotFound("config"))?;
-    let client = build_client(deps, &config, session.provider_index, session.model.as_deref())?;
+    let config = find_visible(deps.db, by, session.config_id)
+        .await?
+        .ok_or(AppError::NotFound("config"))?;
+    let client = build_client(
+        deps,
+        &config,
+        session.provider_index,
+        session.model.as_deref(),
+    )?;
     let history = messages(deps.db, session.id).await?;
     let transcript = transcript(&history, &content);
     let session = append(deps.db, &session, "user", content).await?.0;
-    Ok(Turnout { session, client, transcript })
+    Ok(Turnout {
+        session,
+        client,
+        transcript,
+    })
 }
 
 /// Records the outcome of a provider call: the assistant's reply, or what went wrong (an
@@ -155,7 +186,11 @@ pub async fn finish_turn(
 }
 
 /// Adds the failure to the transcript and returns it as the error to answer with.
-async fn record_failure(db: &DatabaseConnection, session: &session::Model, e: ProviderError) -> AppError {
+async fn record_failure(
+    db: &DatabaseConnection,
+    session: &session::Model,
+    e: ProviderError,
+) -> AppError {
     if let Err(store) = append(db, session, "error", e.to_string()).await {
         tracing::warn!(error = %store, "could not record a provider failure in the transcript");
     }
@@ -221,7 +256,10 @@ fn transcript(history: &[message::Model], next: &str) -> Vec<Turn> {
                 last.content.push_str("\n\n");
                 last.content.push_str(content);
             }
-            _ => turns.push(Turn { role, content: content.to_owned() }),
+            _ => turns.push(Turn {
+                role,
+                content: content.to_owned(),
+            }),
         }
     }
     // A transcript starts with the user.
@@ -240,17 +278,25 @@ async fn append(
     content: String,
 ) -> Result<(session::Model, message::Model), AppError> {
     let txn = db.begin().await?;
-    let current = session::Entity::find_by_id(session.id).one(&txn).await?.ok_or(AppError::NotFound("session"))?;
+    let current = session::Entity::find_by_id(session.id)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("session"))?;
     let now = Utc::now();
     let updated = session::Entity::update_many()
-        .col_expr(session::Column::MessageCount, Expr::col(session::Column::MessageCount).add(1))
+        .col_expr(
+            session::Column::MessageCount,
+            Expr::col(session::Column::MessageCount).add(1),
+        )
         .col_expr(session::Column::UpdatedAt, Expr::value(now))
         .filter(session::Column::Id.eq(session.id))
         .filter(session::Column::MessageCount.eq(current.message_count))
         .exec(&txn)
         .await?;
     if updated.rows_affected == 0 {
-        return Err(AppError::Conflict("another message was added to this session at the same time".into()));
+        return Err(AppError::Conflict(
+            "another message was added to this session at the same time".into(),
+        ));
     }
     let message = message::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -262,14 +308,24 @@ async fn append(
     }
     .insert(&txn)
     .await?;
-    let session = session::Model { message_count: current.message_count + 1, updated_at: now, ..current };
+    let session = session::Model {
+        message_count: current.message_count + 1,
+        updated_at: now,
+        ..current
+    };
     txn.commit().await?;
     Ok((session, message))
 }
 
-pub async fn close(db: &DatabaseConnection, by: &Principal, id: Option<Uuid>) -> Result<session::Model, AppError> {
+pub async fn close(
+    db: &DatabaseConnection,
+    by: &Principal,
+    id: Option<Uuid>,
+) -> Result<session::Model, AppError> {
     let id = id.ok_or(AppError::NotFound("session"))?;
-    let row = find_visible_session(db, by, id).await?.ok_or(AppError::NotFound("session"))?;
+    let row = find_visible_session(db, by, id)
+        .await?
+        .ok_or(AppError::NotFound("session"))?;
     if row.status == SessionStatus::Closed {
         return Ok(row);
     }
@@ -279,9 +335,15 @@ pub async fn close(db: &DatabaseConnection, by: &Principal, id: Option<Uuid>) ->
     Ok(active.update(db).await?)
 }
 
-pub async fn delete(db: &DatabaseConnection, by: &Principal, id: Option<Uuid>) -> Result<bool, AppError> {
+pub async fn delete(
+    db: &DatabaseConnection,
+    by: &Principal,
+    id: Option<Uuid>,
+) -> Result<bool, AppError> {
     let id = id.ok_or(AppError::NotFound("session"))?;
-    let row = find_visible_session(db, by, id).await?.ok_or(AppError::NotFound("session"))?;
+    let row = find_visible_session(db, by, id)
+        .await?
+        .ok_or(AppError::NotFound("session"))?;
     session::Entity::delete_by_id(row.id).exec(db).await?;
     Ok(true)
 }
@@ -307,7 +369,11 @@ pub async fn list(
     if let Some(after) = after {
         query = query.filter(session::Column::Id.lt(after));
     }
-    let mut rows = query.order_by_desc(session::Column::Id).limit(first + 1).all(db).await?;
+    let mut rows = query
+        .order_by_desc(session::Column::Id)
+        .limit(first + 1)
+        .all(db)
+        .await?;
     let has_next = rows.len() as u64 > first;
     rows.truncate(first as usize);
     Ok((rows, has_next, total))
@@ -330,11 +396,20 @@ mod tests {
 
     #[test]
     fn the_transcript_skips_errors_and_merges_consecutive_user_turns() {
-        let history = [msg(0, "user", "hi"), msg(1, "error", "upstream 500"), msg(2, "user", "again?"), msg(3, "assistant", "yes")];
+        let history = [
+            msg(0, "user", "hi"),
+            msg(1, "error", "upstream 500"),
+            msg(2, "user", "again?"),
+            msg(3, "assistant", "yes"),
+        ];
         let turns = transcript(&history, "thanks");
         assert_eq!(
             turns,
-            vec![Turn::user("hi\n\nagain?"), Turn::assistant("yes"), Turn::user("thanks")]
+            vec![
+                Turn::user("hi\n\nagain?"),
+                Turn::assistant("yes"),
+                Turn::user("thanks")
+            ]
         );
     }
 }

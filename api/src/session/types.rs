@@ -52,7 +52,8 @@ impl SessionView {
     /// The transcript, oldest first. `role` is user, assistant, or error (a failed call).
     async fn messages(&self, ctx: &Context<'_>) -> Result<Vec<MessageView>> {
         let state = ctx.data_unchecked::<AppState>();
-        let id = uuid::Uuid::parse_str(&self.id).map_err(|_| crate::AppError::NotFound("session"))?;
+        let id =
+            uuid::Uuid::parse_str(&self.id).map_err(|_| crate::AppError::NotFound("session"))?;
         let rows = super::service::messages(&state.db, id).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
@@ -85,7 +86,12 @@ pub struct MessageView {
 
 impl From<message::Model> for MessageView {
     fn from(row: message::Model) -> Self {
-        Self { id: ID(row.id.to_string()), role: row.role, content: row.content, created_at: row.created_at }
+        Self {
+            id: ID(row.id.to_string()),
+            role: row.role,
+            content: row.content,
+            created_at: row.created_at,
+        }
     }
 }
 

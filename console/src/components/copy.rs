@@ -9,7 +9,9 @@ pub fn CopyButton(value: String, #[prop(default = "copy")] test: &'static str) -
     let copy = move |_| {
         let value = value.clone();
         spawn_local(async move {
-            let Some(window) = web_sys::window() else { return };
+            let Some(window) = web_sys::window() else {
+                return;
+            };
             let promise = window.navigator().clipboard().write_text(&value);
             let outcome = match JsFuture::from(promise).await {
                 Ok(_) => "Copied",

@@ -19,7 +19,10 @@ pub enum Piece {
     /// A number, boolean or null.
     Lit(String),
     /// A secret string at `path`: masked (`None`) or in plaintext.
-    Secret { path: String, plaintext: Option<String> },
+    Secret {
+        path: String,
+        plaintext: Option<String>,
+    },
 }
 
 /// Does `path` equal one of the sensitive paths or lie below one?
@@ -50,14 +53,25 @@ fn quoted(s: &str) -> String {
     Value::String(s.to_owned()).to_string()
 }
 
-fn walk(value: &Value, path: &str, indent: usize, sensitive: &[String], revealed: bool, out: &mut Vec<Piece>) {
+fn walk(
+    value: &Value,
+    path: &str,
+    indent: usize,
+    sensitive: &[String],
+    revealed: bool,
+    out: &mut Vec<Piece>,
+) {
     let pad = |n: usize| " ".repeat(n);
     match value {
         Value::Object(map) if !map.is_empty() => {
             push_punct(out, "{\n");
             let len = map.len();
             for (i, (key, child)) in map.iter().enumerate() {
-                let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 push_punct(out, &pad(indent + 2));
                 out.push(Piece::Key {
                     text: quoted(key),
@@ -75,7 +89,14 @@ fn walk(value: &Value, path: &str, indent: usize, sensitive: &[String], revealed
             let len = items.len();
             for (i, child) in items.iter().enumerate() {
                 push_punct(out, &pad(indent + 2));
-                walk(child, &format!("{path}[{i}]"), indent + 2, sensitive, revealed, out);
+                walk(
+                    child,
+                    &format!("{path}[{i}]"),
+                    indent + 2,
+                    sensitive,
+                    revealed,
+                    out,
+                );
                 push_punct(out, if i + 1 < len { ",\n" } else { "\n" });
             }
             push_punct(out, &pad(indent));
@@ -107,9 +128,10 @@ fn holds_secret(value: &Value, path: &str, sensitive: &[String]) -> bool {
         Value::String(s) => is_secret_string(s, path, sensitive),
         Value::Object(_) | Value::Array(_) => {
             is_sensitive(path, sensitive)
-                || sensitive
-                    .iter()
-                    .any(|p| p.starts_with(path) && matches!(p.as_bytes().get(path.len()), Some(b'.') | Some(b'[')))
+                || sensitive.iter().any(|p| {
+                    p.starts_with(path)
+                        && matches!(p.as_bytes().get(path.len()), Some(b'.') | Some(b'['))
+                })
         }
         _ => false,
     }
@@ -117,7 +139,11 @@ fn holds_secret(value: &Value, path: &str, sensitive: &[String]) -> bool {
 
 /// The document, masked unless `revealed`.
 #[component]
-pub fn JsonView(value: Value, sensitive: Vec<String>, #[prop(optional)] revealed: bool) -> impl IntoView {
+pub fn JsonView(
+    value: Value,
+    sensitive: Vec<String>,
+    #[prop(optional)] revealed: bool,
+) -> impl IntoView {
     let parts = pieces(&value, &sensitive, revealed)
         .into_iter()
         .map(|piece| match piece {
@@ -171,7 +197,10 @@ mod tests {
 
     #[test]
     fn a_path_below_a_sensitive_one_is_sensitive() {
-        let paths = vec!["providers[0].config.api_key".to_owned(), "credentials".to_owned()];
+        let paths = vec![
+            "providers[0].config.api_key".to_owned(),
+            "credentials".to_owned(),
+        ];
         assert!(is_sensitive("providers[0].config.api_key", &paths));
         assert!(is_sensitive("credentials.user", &paths));
         assert!(is_sensitive("credentials[1]", &paths));

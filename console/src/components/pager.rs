@@ -54,7 +54,10 @@ impl Default for Cursor {
 
 #[component]
 pub fn Pager(cursor: Cursor, page_info: PageInfo, total: i64, shown: usize) -> impl IntoView {
-    let end_cursor = page_info.end_cursor.clone().filter(|_| page_info.has_next_page);
+    let end_cursor = page_info
+        .end_cursor
+        .clone()
+        .filter(|_| page_info.has_next_page);
     let has_next = end_cursor.is_some();
     view! {
         <nav class="pager" aria-label="Pagination">

@@ -57,7 +57,9 @@ pub fn SecretsPanel(id: String, config_data: Value, sensitive_paths: Vec<String>
         ev.prevent_default();
         let text = reason.get_untracked().trim().to_owned();
         if text.is_empty() {
-            reason_error.set(Some("Say why you need the plaintext: the reason is recorded.".into()));
+            reason_error.set(Some(
+                "Say why you need the plaintext: the reason is recorded.".into(),
+            ));
             return;
         }
         reason_error.set(None);

@@ -18,7 +18,8 @@ use crate::{
 
 const PAGE_SIZE: i64 = 50;
 
-const AUDIT_QUERY: &str = "query Audit($first: Int, $after: String, $configId: ID, $action: String, $actor: String) {
+const AUDIT_QUERY: &str =
+    "query Audit($first: Int, $after: String, $configId: ID, $action: String, $actor: String) {
   auditEvents(first: $first, after: $after, configId: $configId, action: $action, actor: $actor) {
     totalCount
     pageInfo { hasNextPage endCursor }
@@ -75,7 +76,11 @@ pub fn AuditLog() -> impl IntoView {
             "action": non_empty(f.action),
             "actor": non_empty(f.actor),
         });
-        async move { gql::<AuditData>(AUDIT_QUERY, variables).await.map(|d| d.audit_events) }
+        async move {
+            gql::<AuditData>(AUDIT_QUERY, variables)
+                .await
+                .map(|d| d.audit_events)
+        }
     });
 
     let apply = move |ev: leptos::ev::SubmitEvent| {

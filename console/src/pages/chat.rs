@@ -21,7 +21,8 @@ const SESSION_QUERY: &str = "query Session($id: ID!) {
   }
 }";
 
-const CLOSE_MUTATION: &str = "mutation CloseSession($id: ID!) { closeSession(id: $id) { id status } }";
+const CLOSE_MUTATION: &str =
+    "mutation CloseSession($id: ID!) { closeSession(id: $id) { id status } }";
 
 const STREAM_SUBSCRIPTION: &str = "subscription StreamMessage($sessionId: ID!, $content: String!) {
   streamMessage(sessionId: $sessionId, content: $content) {
@@ -60,8 +61,11 @@ pub fn Chat() -> impl IntoView {
         let id = id.get();
         async move {
             let data: SessionData = gql(SESSION_QUERY, json!({ "id": id })).await?;
-            data.session
-                .ok_or_else(|| ConsoleError::NotFound(format!("No session with id {id} (or it is not visible to you).")))
+            data.session.ok_or_else(|| {
+                ConsoleError::NotFound(format!(
+                    "No session with id {id} (or it is not visible to you)."
+                ))
+            })
         }
     });
     view! {
@@ -120,7 +124,9 @@ fn ChatRoom(session: Session) -> impl IntoView {
             let variables = json!({ "sessionId": session_id, "content": content });
             let started = subscribe(STREAM_SUBSCRIPTION, variables, move |event| match event {
                 SubEvent::Next(data) => match serde_json::from_value::<StreamData>(data) {
-                    Ok(StreamData { stream_message: chunk }) => {
+                    Ok(StreamData {
+                        stream_message: chunk,
+                    }) => {
                         streaming.try_update(|s| {
                             if let Some(s) = s {
                                 s.push_str(&chunk.delta);
@@ -131,7 +137,9 @@ fn ChatRoom(session: Session) -> impl IntoView {
                         }
                     }
                     Err(e) => {
-                        stream_error.try_set(Some(ConsoleError::Network(format!("Unexpected chunk: {e}"))));
+                        stream_error.try_set(Some(ConsoleError::Network(format!(
+                            "Unexpected chunk: {e}"
+                        ))));
                         finish(messages, streaming, None);
                     }
                 },
@@ -168,7 +176,11 @@ fn ChatRoom(session: Session) -> impl IntoView {
 
     let close = Action::new_local(move |id: &String| {
         let variables = json!({ "id": id });
-        async move { gql::<CloseData>(CLOSE_MUTATION, variables).await.map(|d| d.close_session.status) }
+        async move {
+            gql::<CloseData>(CLOSE_MUTATION, variables)
+                .await
+                .map(|d| d.close_session.status)
+        }
     });
     Effect::new(move |_| {
         if let Some(Ok(new_status)) = close.value().get() {
@@ -179,7 +191,10 @@ fn ChatRoom(session: Session) -> impl IntoView {
     let active = move || status.get() == SessionStatus::Active;
     let config_href = format!("/configs/{}", session.config_id);
     let close_id = session_id.clone();
-    set_title(&format!("Session {}", session_id.split('-').next().unwrap_or_default()));
+    set_title(&format!(
+        "Session {}",
+        session_id.split('-').next().unwrap_or_default()
+    ));
 
     view! {
         <div class="page-head">
@@ -252,7 +267,11 @@ fn ChatRoom(session: Session) -> impl IntoView {
 }
 
 /// Ends the streamed reply: the stored message if the server sent it, else what arrived.
-fn finish(messages: RwSignal<Vec<Message>>, streaming: RwSignal<Option<String>>, stored: Option<Message>) {
+fn finish(
+    messages: RwSignal<Vec<Message>>,
+    streaming: RwSignal<Option<String>>,
+    stored: Option<Message>,
+) {
     let partial = streaming.try_update(Option::take).flatten();
     let message = match (stored, partial) {
         (Some(message), _) => Some(message),

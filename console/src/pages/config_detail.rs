@@ -39,8 +39,11 @@ pub struct ConfigData {
 /// tenant's: the server does not say which, and neither do we).
 pub async fn load_config(id: String) -> Result<Config, ConsoleError> {
     let data: ConfigData = gql(CONFIG_QUERY, json!({ "id": id })).await?;
-    data.config
-        .ok_or_else(|| ConsoleError::NotFound(format!("No config with id {id} (or it is not visible to you).")))
+    data.config.ok_or_else(|| {
+        ConsoleError::NotFound(format!(
+            "No config with id {id} (or it is not visible to you)."
+        ))
+    })
 }
 
 #[derive(Deserialize)]
@@ -64,13 +67,21 @@ pub fn ConfigDetail() -> impl IntoView {
             if data.delete_config {
                 Ok(())
             } else {
-                Err(ConsoleError::NotFound("The config was already gone.".into()))
+                Err(ConsoleError::NotFound(
+                    "The config was already gone.".into(),
+                ))
             }
         }
     });
     Effect::new(move |_| {
         if let Some(Ok(())) = delete.value().get() {
-            navigate("/configs", NavigateOptions { replace: true, ..Default::default() });
+            navigate(
+                "/configs",
+                NavigateOptions {
+                    replace: true,
+                    ..Default::default()
+                },
+            );
         }
     });
 

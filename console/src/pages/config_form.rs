@@ -146,19 +146,32 @@ pub fn ConfigEdit() -> impl IntoView {
 }
 
 #[component]
-fn ConfigForm(existing: Option<Config>, #[prop(optional)] reload: Option<Callback<()>>) -> impl IntoView {
+fn ConfigForm(
+    existing: Option<Config>,
+    #[prop(optional)] reload: Option<Callback<()>>,
+) -> impl IntoView {
     let auth = use_auth();
     let navigate = use_navigate();
     let editing = existing.as_ref().map(|c| (c.id.clone(), c.version));
 
-    let name = RwSignal::new(existing.as_ref().map(|c| c.name.clone()).unwrap_or_default());
+    let name = RwSignal::new(
+        existing
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+    );
     let description = RwSignal::new(
         existing
             .as_ref()
             .and_then(|c| c.description.clone())
             .unwrap_or_default(),
     );
-    let tags = RwSignal::new(existing.as_ref().map(|c| c.tags.join(", ")).unwrap_or_default());
+    let tags = RwSignal::new(
+        existing
+            .as_ref()
+            .map(|c| c.tags.join(", "))
+            .unwrap_or_default(),
+    );
     let tenant = RwSignal::new(String::new());
     let data = RwSignal::new(
         existing
@@ -185,9 +198,11 @@ fn ConfigForm(existing: Option<Config>, #[prop(optional)] reload: Option<Callbac
             let editing = editing.clone();
             async move {
                 match editing {
-                    Some((id, _)) => gql::<UpdateData>(UPDATE_MUTATION, json!({ "id": id, "input": input }))
-                        .await
-                        .map(|d| d.update_config.id),
+                    Some((id, _)) => {
+                        gql::<UpdateData>(UPDATE_MUTATION, json!({ "id": id, "input": input }))
+                            .await
+                            .map(|d| d.update_config.id)
+                    }
                     None => gql::<CreateData>(CREATE_MUTATION, json!({ "input": input }))
                         .await
                         .map(|d| d.create_config.id),

@@ -17,7 +17,8 @@ use crate::{
 
 const PAGE_SIZE: i64 = 20;
 
-const CONFIGS_QUERY: &str = "query Configs($first: Int, $after: String, $search: String, $tag: String) {
+const CONFIGS_QUERY: &str =
+    "query Configs($first: Int, $after: String, $search: String, $tag: String) {
   configs(first: $first, after: $after, search: $search, tag: $tag) {
     totalCount
     pageInfo { hasNextPage endCursor }
@@ -52,7 +53,11 @@ pub fn ConfigList() -> impl IntoView {
             "search": non_empty(search.get()),
             "tag": non_empty(tag.get()),
         });
-        async move { gql::<ConfigsData>(CONFIGS_QUERY, variables).await.map(|d| d.configs) }
+        async move {
+            gql::<ConfigsData>(CONFIGS_QUERY, variables)
+                .await
+                .map(|d| d.configs)
+        }
     });
 
     let apply = move |ev: leptos::ev::SubmitEvent| {

@@ -22,7 +22,8 @@ use crate::{
 
 const PAGE_SIZE: i64 = 20;
 
-const SESSIONS_QUERY: &str = "query Sessions($first: Int, $after: String, $configId: ID, $status: SessionStatus) {
+const SESSIONS_QUERY: &str =
+    "query Sessions($first: Int, $after: String, $configId: ID, $status: SessionStatus) {
   sessions(first: $first, after: $after, configId: $configId, status: $status) {
     totalCount
     pageInfo { hasNextPage endCursor }
@@ -30,9 +31,11 @@ const SESSIONS_QUERY: &str = "query Sessions($first: Int, $after: String, $confi
   }
 }";
 
-const CONFIG_CHOICES_QUERY: &str = "query ConfigChoices { configs(first: 100) { nodes { id name tenant } } }";
+const CONFIG_CHOICES_QUERY: &str =
+    "query ConfigChoices { configs(first: 100) { nodes { id name tenant } } }";
 
-const CREATE_SESSION: &str = "mutation CreateSession($input: CreateSessionInput!) { createSession(input: $input) { id } }";
+const CREATE_SESSION: &str =
+    "mutation CreateSession($input: CreateSessionInput!) { createSession(input: $input) { id } }";
 
 #[derive(Deserialize)]
 struct SessionsData {
@@ -88,7 +91,11 @@ pub fn SessionList() -> impl IntoView {
             "configId": (!config_id.trim().is_empty()).then(|| config_id.trim().to_owned()),
             "status": (!status.is_empty()).then_some(status),
         });
-        async move { gql::<SessionsData>(SESSIONS_QUERY, variables).await.map(|d| d.sessions) }
+        async move {
+            gql::<SessionsData>(SESSIONS_QUERY, variables)
+                .await
+                .map(|d| d.sessions)
+        }
     });
 
     let apply = move |ev: leptos::ev::SubmitEvent| {
@@ -225,7 +232,9 @@ fn NewSession(preset: String) -> impl IntoView {
             return;
         }
         let Ok(index) = provider.get_untracked().trim().parse::<u32>() else {
-            invalid.set(Some(ConsoleError::Invalid("The provider index is a whole number (0 for the first).".into())));
+            invalid.set(Some(ConsoleError::Invalid(
+                "The provider index is a whole number (0 for the first).".into(),
+            )));
             return;
         };
         let model_value = model.get_untracked().trim().to_owned();

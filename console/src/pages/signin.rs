@@ -34,7 +34,13 @@ pub fn SignIn() -> impl IntoView {
     Effect::new(move |_| match sign_in.value().get() {
         Some(Ok(_)) => {
             token.set(String::new());
-            navigate(&next(), NavigateOptions { replace: true, ..Default::default() });
+            navigate(
+                &next(),
+                NavigateOptions {
+                    replace: true,
+                    ..Default::default()
+                },
+            );
         }
         Some(Err(e)) => error.set(Some(e)),
         None => {}

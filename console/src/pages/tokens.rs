@@ -17,7 +17,8 @@ use crate::{
     model::{ApiToken, short_time},
 };
 
-const TOKENS_QUERY: &str = "query ApiTokens { apiTokens { id name role tenant createdAt lastUsedAt revoked } }";
+const TOKENS_QUERY: &str =
+    "query ApiTokens { apiTokens { id name role tenant createdAt lastUsedAt revoked } }";
 
 const CREATE_MUTATION: &str = "mutation CreateApiToken($input: CreateApiTokenInput!) {
   createApiToken(input: $input) { token apiToken { id } }
@@ -51,7 +52,11 @@ struct RevokeData {
 #[component]
 pub fn Tokens() -> impl IntoView {
     set_title("API tokens");
-    let tokens = LocalResource::new(|| async { gql::<TokensData>(TOKENS_QUERY, json!({})).await.map(|d| d.api_tokens) });
+    let tokens = LocalResource::new(|| async {
+        gql::<TokensData>(TOKENS_QUERY, json!({}))
+            .await
+            .map(|d| d.api_tokens)
+    });
 
     let name = RwSignal::new(String::new());
     let role = RwSignal::new(String::from("MEMBER"));
@@ -61,7 +66,11 @@ pub fn Tokens() -> impl IntoView {
     // the new secret lives only in this action's value, until the page is left
     let create = Action::new_local(|input: &Value| {
         let variables = json!({ "input": input });
-        async move { gql::<CreateData>(CREATE_MUTATION, variables).await.map(|d| d.create_api_token) }
+        async move {
+            gql::<CreateData>(CREATE_MUTATION, variables)
+                .await
+                .map(|d| d.create_api_token)
+        }
     });
     let revoke = Action::new_local(|id: &String| {
         let variables = json!({ "id": id });
@@ -70,7 +79,9 @@ pub fn Tokens() -> impl IntoView {
             if data.revoke_api_token {
                 Ok(())
             } else {
-                Err(ConsoleError::NotFound("That token was already revoked or is gone.".into()))
+                Err(ConsoleError::NotFound(
+                    "That token was already revoked or is gone.".into(),
+                ))
             }
         }
     });
@@ -91,7 +102,9 @@ pub fn Tokens() -> impl IntoView {
         ev.prevent_default();
         let name_value = name.get_untracked().trim().to_owned();
         if name_value.is_empty() {
-            invalid.set(Some("A name is required (it is the actor in the audit log).".into()));
+            invalid.set(Some(
+                "A name is required (it is the actor in the audit log).".into(),
+            ));
             return;
         }
         invalid.set(None);
