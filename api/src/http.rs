@@ -43,6 +43,7 @@ pub fn router(state: AppState, schema: KeywardSchema) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/", get(|| async { Redirect::permanent("/console/") }))
         .merge(console::router())
         .with_state(http)
@@ -125,6 +126,11 @@ async fn readyz(State(http): State<Http>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+async fn metrics(State(http): State<Http>) -> impl IntoResponse {
+    let body = crate::telemetry::metrics::render(&http.state.db);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
 /// A GraphQL-shaped error response for refusals that happen before GraphQL runs.

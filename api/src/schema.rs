@@ -50,6 +50,8 @@ pub fn build_schema(state: AppState) -> KeywardSchema {
         .limit_complexity(limits.max_query_complexity)
         .limit_recursive_depth(limits.max_query_depth.max(32))
         .limit_directives(50)
+        // Outermost first: the metrics see the codes ErrorCodes sets.
+        .extension(crate::telemetry::metrics::GraphqlMetrics)
         .extension(ErrorCodes)
         .extension(ApolloPersistedQueries::new(LruCacheStorage::new(1024)))
         .data(state)

@@ -50,6 +50,7 @@ pub struct Application {
 impl Application {
     /// Connects, migrates, loads the keyring and binds; serves nothing until run.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        crate::telemetry::metrics::handle();
         let keyring = load_keyring(&settings.store)?;
         let db = db::connect(&settings.store).await?;
         db::migrate(&db).await?;

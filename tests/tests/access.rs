@@ -1504,7 +1504,7 @@ macro_rules! both_databases_with_auth_limit {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let app = TestApp::spawn_with(Db::Sqlite, |s| s.limits.auth_failures_per_minute = $limit).await;
+                    let app = ::tests::TestApp::spawn_with(::tests::Db::Sqlite, |s| s.limits.auth_failures_per_minute = $limit).await;
                     crate::$name(&app).await;
                     app.stop().await;
                 }
@@ -1514,7 +1514,7 @@ macro_rules! both_databases_with_auth_limit {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let app = TestApp::spawn_with(Db::Postgres, |s| s.limits.auth_failures_per_minute = $limit).await;
+                    let app = ::tests::TestApp::spawn_with(::tests::Db::Postgres, |s| s.limits.auth_failures_per_minute = $limit).await;
                     crate::$name(&app).await;
                     app.stop().await;
                 }
@@ -1643,7 +1643,7 @@ fn the_default_failed_authentication_limit_is_sane() {
 }
 
 both_databases_with_auth_limit!(
-    AUTH_LIMIT;
+    crate::AUTH_LIMIT;
     repeated_failed_authentications_are_throttled_even_for_a_valid_token,
     a_storm_of_bad_tokens_writes_few_audit_rows,
 );

@@ -76,6 +76,7 @@ impl AuditEntry {
     pub async fn record(self, db: &impl ConnectionTrait) -> Result<(), AppError> {
         self.model.insert(db).await.map_err(|e| {
             tracing::error!(error = %e, "audit write failed");
+            crate::telemetry::metrics::record_audit_write_failure();
             AppError::Unavailable(Box::new(e))
         })?;
         Ok(())

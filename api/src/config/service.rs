@@ -123,6 +123,7 @@ pub async fn read_decrypted(
             entry = entry.config(id);
         }
         entry.record(db).await?;
+        crate::telemetry::metrics::record_decrypt(false);
         return Err(AppError::Forbidden("decrypt: true needs the ADMIN role"));
     }
     let Some(id) = id else { return Ok(None) };

@@ -1,6 +1,8 @@
 //! Logging: human-readable by default, JSON with `--log-format json`, levels from
 //! RUST_LOG. Request spans carry the request id, so every line of a request has it.
 
+pub mod metrics;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
