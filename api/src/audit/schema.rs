@@ -60,7 +60,7 @@ impl AuditQuery {
     async fn audit_events(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default_with = "Some(50)")] first: Option<i32>,
         after: Option<String>,
         config_id: Option<ID>,
         action: Option<String>,
@@ -68,7 +68,7 @@ impl AuditQuery {
         since: Option<DateTime<Utc>>,
     ) -> Result<Page<AuditEventView>> {
         let state = ctx.data_unchecked::<AppState>();
-        let args = PageArgs::parse(Some(first), after)?;
+        let args = PageArgs::parse(Some(first.unwrap_or(50)), after)?;
         let action = action
             .map(|a| {
                 AuditAction::parse(&a)

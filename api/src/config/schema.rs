@@ -60,13 +60,13 @@ impl ConfigQuery {
         &self,
         ctx: &Context<'_>,
         id: ID,
-        #[graphql(default = false)] decrypt: bool,
+        #[graphql(default_with = "Some(false)")] decrypt: Option<bool>,
         #[graphql(desc = "Why the plaintext is needed; recorded with the audit event.")]
         reason: Option<String>,
     ) -> Result<Option<ConfigView>> {
         let (state, principal, meta) = context(ctx);
         let id = parse_id(&id);
-        if decrypt {
+        if decrypt.unwrap_or(false) {
             let found =
                 service::read_decrypted(&state.db, &state.keyring, principal, meta, id, reason)
                     .await?;
@@ -82,13 +82,13 @@ impl ConfigQuery {
     async fn configs(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default_with = "Some(20)")] first: Option<i32>,
         after: Option<String>,
         search: Option<String>,
         tag: Option<String>,
     ) -> Result<Page<ConfigView>> {
         let (state, principal, _) = context(ctx);
-        let args = PageArgs::parse(Some(first), after)?;
+        let args = PageArgs::parse(first, after)?;
         let filter = ConfigFilter { search, tag };
         let (rows, has_next, total) =
             service::list(&state.db, principal, &filter, args.first, args.after).await?;

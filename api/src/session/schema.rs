@@ -47,13 +47,13 @@ impl SessionQuery {
     async fn sessions(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default_with = "Some(20)")] first: Option<i32>,
         after: Option<String>,
         config_id: Option<ID>,
         status: Option<SessionStatusKind>,
     ) -> Result<Page<SessionView>> {
         let state = ctx.data_unchecked::<AppState>();
-        let args = PageArgs::parse(Some(first), after)?;
+        let args = PageArgs::parse(first, after)?;
         let config_id = match config_id {
             Some(id) => match parse_id(&id) {
                 Some(id) => Some(id),
