@@ -31,6 +31,16 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .layer(CompressionLayer::new())
 }
 
+/// The entry page's policy: its own inline scripts by hash, wasm, same-origin API calls.
+fn page_csp() -> HeaderValue {
+    static CSP: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        let html = Assets::get("index.html").map(|f| String::from_utf8_lossy(&f.data).into_owned()).unwrap_or_default();
+        crate::headers::page_csp(&html, "", "", "")
+    })
+    .clone()
+}
+
 /// Whether the console was built into this binary (false: the placeholder page).
 pub fn is_built() -> bool {
     Assets::get("keyward-placeholder").is_none()
@@ -55,8 +65,12 @@ fn asset(path: &str) -> Response {
     } else {
         "public, max-age=31536000, immutable"
     };
+    let is_page = path == "index.html";
     let mut res = Response::new(Body::from(file.data.into_owned()));
     let headers = res.headers_mut();
+    if is_page {
+        headers.insert(header::CONTENT_SECURITY_POLICY, page_csp());
+    }
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_str(mime.as_ref()).expect("mime types are valid headers"),

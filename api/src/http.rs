@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::audit::AuditEntry;
 use crate::auth::{Principal, RequestMeta, token};
-use crate::console;
+use crate::{console, headers};
 use crate::error::{AppError, Code};
 use crate::schema::KeywardSchema;
 use crate::state::AppState;
@@ -37,6 +37,7 @@ struct Http {
 }
 
 pub fn router(state: AppState, schema: KeywardSchema) -> Router {
+    let cors_origins = state.settings.cors_origins.clone();
     let http = Http { state, schema };
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
@@ -47,7 +48,8 @@ pub fn router(state: AppState, schema: KeywardSchema) -> Router {
         .route("/", get(|| async { Redirect::permanent("/console/") }))
         .merge(console::router())
         .with_state(http)
-        .layer(middleware::from_fn(security_headers))
+        .layer(headers::cors(&cors_origins))
+        .layer(middleware::from_fn(headers::security_headers))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -88,30 +90,20 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     res
 }
 
-async fn security_headers(req: Request, next: Next) -> Response {
-    let mut res = next.run(req).await;
-    let headers = res.headers_mut();
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.remove(header::SERVER);
-    res
-}
-
+/// GraphiQL: the page is built once; its policy allows its inline script by hash and the
+/// CDN it loads from.
 async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
+    static PAGE: std::sync::OnceLock<(String, HeaderValue)> = std::sync::OnceLock::new();
+    let (html, csp) = PAGE.get_or_init(|| {
+        let html = GraphiQLSource::build()
             .endpoint("/graphql")
             .subscription_endpoint("/graphql/ws")
             .title("Keyward GraphiQL")
-            .finish(),
-    )
+            .finish();
+        let csp = headers::page_csp(&html, "https://unpkg.com", "https://unpkg.com", "https://graphql.org");
+        (html, csp)
+    });
+    ([(header::CONTENT_SECURITY_POLICY, csp.clone())], Html(html.clone()))
 }
 
 async fn readyz(State(http): State<Http>) -> Response {

@@ -9,6 +9,7 @@ pub mod console;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod headers;
 pub mod http;
 pub mod keys;
 pub mod pagination;

@@ -293,8 +293,27 @@ impl TestApp {
         let mut out = String::new();
         for row in tables {
             let table: String = row.try_get("", "name").expect("table name");
+            // Each row rendered as one text value `j` by the database itself: a driver row's
+            // Debug output does not show the values, so grepping it would prove nothing.
             let sql = match self.kind {
-                Db::Sqlite => format!("SELECT * FROM \"{table}\""),
+                Db::Sqlite => {
+                    let columns = self
+                        .db
+                        .query_all_raw(Statement::from_string(
+                            backend,
+                            format!("SELECT name FROM pragma_table_info('{table}')"),
+                        ))
+                        .await
+                        .expect("list columns");
+                    let parts: Vec<String> = columns
+                        .iter()
+                        .map(|c| {
+                            let column: String = c.try_get("", "name").expect("column name");
+                            format!("'{column}=' || quote(\"{column}\")")
+                        })
+                        .collect();
+                    format!("SELECT {} AS j FROM \"{table}\"", parts.join(" || ' ' || "))
+                }
                 Db::Postgres => format!("SELECT row_to_json(t)::text AS j FROM \"{table}\" t"),
             };
             let rows = self
@@ -303,7 +322,8 @@ impl TestApp {
                 .await
                 .expect("dump table");
             for row in rows {
-                out.push_str(&format!("{table}: {row:?}\n"));
+                let text: String = row.try_get("", "j").expect("a row as text");
+                out.push_str(&format!("{table}: {text}\n"));
             }
         }
         out

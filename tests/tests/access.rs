@@ -193,7 +193,21 @@ enum Op {
     CreateApiToken,
     RevokeApiToken,
     EncryptionKey,
+    KeyringStatus,
+    RotateEncryptionKey,
 }
+
+/// Operations that exist but have no row yet: the session work adds them (see `Op`). The
+/// coverage test accepts these names and no others.
+const NOT_YET_IN_MATRIX: &[&str] = &[
+    "session",
+    "sessions",
+    "createSession",
+    "sendMessage",
+    "closeSession",
+    "deleteSession",
+    "streamMessage",
+];
 
 /// Config reads of another tenant answer `null` and mutations NOT_FOUND, exactly as for a
 /// missing config; `decrypt: true` is FORBIDDEN for every MEMBER before anything is looked up.
@@ -212,6 +226,8 @@ const MATRIX: &[(Op, [Expect; 5])] = &[
     (Op::CreateApiToken, [Unauth,   Unauth,   Forbidden, Forbidden, Data]),
     (Op::RevokeApiToken, [Unauth,   Unauth,   Forbidden, Forbidden, Data]),
     (Op::EncryptionKey,  [Unauth,   Unauth,   Data,      Data,      Data]),
+    (Op::KeyringStatus,  [Unauth,   Unauth,   Forbidden, Forbidden, Data]),
+    (Op::RotateEncryptionKey, [Unauth, Unauth, Forbidden, Forbidden, Data]),
 ];
 
 impl Op {
@@ -229,6 +245,8 @@ impl Op {
             Op::CreateApiToken => "createApiToken",
             Op::RevokeApiToken => "revokeApiToken",
             Op::EncryptionKey => "encryptionKey",
+            Op::KeyringStatus => "keyringStatus",
+            Op::RotateEncryptionKey => "rotateEncryptionKey",
         }
     }
 }
@@ -360,6 +378,14 @@ async fn cell(app: &TestApp, world: &World, op: Op, who: Who) -> Cell {
             }
         }
         Op::EncryptionKey => plain("{ encryptionKey { keyId publicKey algorithm } }", json!({})),
+        Op::KeyringStatus => plain(
+            "{ keyringStatus { unreadableValues keys { position primary values } } }",
+            json!({}),
+        ),
+        Op::RotateEncryptionKey => plain(
+            "mutation { rotateEncryptionKey { reencrypted alreadyCurrent failed } }",
+            json!({}),
+        ),
     }
 }
 
@@ -606,6 +632,17 @@ async fn check(
                 );
             }
         }
+        (Op::KeyringStatus, Data) => {
+            assert_eq!(data["unreadableValues"], 0);
+            assert_eq!(data["keys"][0]["primary"], true);
+        }
+        (Op::RotateEncryptionKey, Data) => {
+            assert_eq!(data["failed"], 0);
+            assert!(
+                data["alreadyCurrent"].as_u64().unwrap() > 0,
+                "the test configs' values: {data}"
+            );
+        }
         (Op::EncryptionKey, Data) => {
             assert!(!data["keyId"].as_str().unwrap().is_empty());
             assert!(!data["publicKey"].as_str().unwrap().is_empty());
@@ -633,20 +670,37 @@ async fn every_operation_answers_every_caller_as_the_matrix_says(app: &TestApp) 
 /// row fails here.
 async fn the_matrix_covers_every_query_and_mutation(app: &TestApp) {
     let res = app
-        .gql("{ q: __type(name: \"Query\") { fields { name } } m: __type(name: \"Mutation\") { fields { name } } }", json!({}))
+        .gql(
+            "{ q: __type(name: \"Query\") { fields { name } } m: __type(name: \"Mutation\") { fields { name } }
+               s: __type(name: \"Subscription\") { fields { name } } }",
+            json!({}),
+        )
         .await;
-    let mut fields: Vec<String> = ["q", "m"]
+    let existing: HashSet<String> = ["q", "m", "s"]
         .iter()
-        .flat_map(|t| res.body["data"][t]["fields"].as_array().unwrap().iter())
+        .filter_map(|t| res.body["data"][t]["fields"].as_array())
+        .flatten()
         .map(|f| f["name"].as_str().unwrap().to_owned())
         .collect();
-    fields.sort();
-    let mut covered: Vec<String> = MATRIX.iter().map(|(op, _)| op.field().to_owned()).collect();
-    covered.sort();
-    covered.dedup();
-    assert_eq!(
-        covered, fields,
-        "every operation has a row in MATRIX (sessions: see `Op`)"
+    assert!(
+        existing.contains("me") && existing.contains("createConfig"),
+        "{}",
+        res.body
+    );
+    let covered: HashSet<String> = MATRIX.iter().map(|(op, _)| op.field().to_owned()).collect();
+    let pending: HashSet<String> = NOT_YET_IN_MATRIX.iter().map(|s| s.to_string()).collect();
+    let missing: Vec<&String> = existing
+        .difference(&covered)
+        .filter(|f| !pending.contains(*f))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "operations without a row in MATRIX: {missing:?}"
+    );
+    let gone: Vec<&String> = covered.difference(&existing).collect();
+    assert!(
+        gone.is_empty(),
+        "rows for operations that do not exist: {gone:?}"
     );
 }
 
