@@ -110,7 +110,7 @@ async fn readyz(State(http): State<Http>) -> Response {
     let database = crate::db::ping(&http.state.db).await;
     let body = json!({
         "database": if database { "ok" } else { "unavailable" },
-        "keyring": { "state": "loaded", "keys": http.state.keyring.len() },
+        "keyring": { "state": "verified", "keys": http.state.keyring.len() },
     });
     let status = if database {
         StatusCode::OK

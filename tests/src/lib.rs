@@ -213,13 +213,13 @@ impl TestApp {
             let _ = server.await;
         }
         self.db.clone().close().await.ok();
-        if let Some(name) = self.pg_database.take() {
-            if let Ok(admin) = Database::connect(postgres_admin_url()).await {
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-                admin.close().await.ok();
-            }
+        if let Some(name) = self.pg_database.take()
+            && let Ok(admin) = Database::connect(postgres_admin_url()).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+            admin.close().await.ok();
         }
     }
 

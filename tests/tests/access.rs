@@ -747,9 +747,18 @@ async fn a_member_without_a_tenant_acts_in_default(app: &TestApp) {
         )
         .await;
     assert!(hidden.data("config").is_null());
+    // Its events name the tenant it acts in, also those no config's tenant fills in.
+    let refused = app
+        .gql_as(
+            Some(&secret),
+            "query($id: ID!) { config(id: $id, decrypt: true) { id } }",
+            json!({ "id": mine["id"] }),
+        )
+        .await;
+    assert_eq!(refused.code(), Some("FORBIDDEN"));
     let audited = sql(
         app,
-        "SELECT tenant FROM audit_events WHERE action = 'config.create' AND actor = 'no-tenant'",
+        "SELECT tenant FROM audit_events WHERE action = 'config.decrypt' AND actor = 'no-tenant'",
         vec![],
     )
     .await;
@@ -1366,6 +1375,7 @@ async fn audit_events_page_newest_first_and_filter_by_config_action_actor_and_si
 async fn a_decrypt_whose_audit_row_cannot_be_written_returns_no_plaintext(app: &TestApp) {
     let id = config_in(app, "f", "fail-closed").await;
     let victim = config_in(app, "f", "must-survive").await;
+    let (kept_id, kept) = token_with_id(app, "kept", "MEMBER", Some("f")).await;
     let tokens_before = sql_count(app, "SELECT COUNT(*) AS n FROM api_tokens", vec![]).await;
     let events_before = sql_count(app, "SELECT COUNT(*) AS n FROM audit_events", vec![]).await;
     match app.kind {
@@ -1432,6 +1442,15 @@ async fn a_decrypt_whose_audit_row_cannot_be_written_returns_no_plaintext(app: &
         "no unaudited token: {}",
         token.body
     );
+    // A revocation that cannot be audited does not happen, and says so.
+    let revoke = app
+        .gql(
+            "mutation($id: ID!) { revokeApiToken(id: $id) }",
+            json!({ "id": kept_id }),
+        )
+        .await;
+    assert_eq!(revoke.code(), Some("UNAVAILABLE"), "{}", revoke.body);
+    assert_eq!(me(app, &kept).await.status, StatusCode::OK);
     assert_eq!(
         sql_count(
             app,

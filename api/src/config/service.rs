@@ -1,8 +1,9 @@
 use chrono::Utc;
 use entity::{AuditAction, SealedJson, config, config_tag};
+use sea_orm::sea_query::extension::sqlite::SqliteExpr;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde_json::Value;
@@ -111,7 +112,13 @@ pub async fn read_decrypted(
     id: Option<Uuid>,
     reason: Option<String>,
 ) -> Result<Option<(config::Model, Plaintext<Value>)>, AppError> {
-    let reason = reason.map(|r| r.chars().take(500).collect::<String>());
+    // U+0000 is dropped: PostgreSQL cannot store it in the audit detail.
+    let reason = reason.map(|r| {
+        r.chars()
+            .filter(|c| *c != '\0')
+            .take(500)
+            .collect::<String>()
+    });
     let detail = serde_json::json!({ "reason": reason });
     if !by.is_admin() {
         let mut entry = AuditEntry::new(AuditAction::ConfigDecrypt, by, meta)
@@ -141,6 +148,7 @@ pub async fn read_decrypted(
             txn.commit()
                 .await
                 .map_err(|e| AppError::Unavailable(Box::new(e)))?;
+            crate::telemetry::metrics::record_decrypt(true);
             Ok(Some((row, plain)))
         }
         Err(path) => {
@@ -278,13 +286,19 @@ pub async fn list(
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
-        let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
-        query = query.filter(
-            Expr::expr(Func::lower(Expr::col(config::Column::Name)))
-                .like(LikeExpr::new(pattern).escape('\\')),
-        );
+        check_no_nul("search", search)?;
+        let name = Expr::col(config::Column::Name);
+        query = query.filter(match db.get_database_backend() {
+            // SQLite's LOWER and LIKE fold ASCII letters only: match case variants explicitly.
+            DbBackend::Sqlite => name.glob(glob_any_case(search)),
+            _ => {
+                let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
+                Expr::expr(Func::lower(name)).like(LikeExpr::new(pattern).escape('\\'))
+            }
+        });
     }
     if let Some(tag) = filter.tag.as_deref() {
+        check_no_nul("tag", tag)?;
         query = query.filter(
             config::Column::Id.in_subquery(
                 Query::select()
@@ -324,6 +338,11 @@ fn seal(sealing: &Sealing<'_>, doc: Value) -> Result<(SealedJson, Vec<String>), 
         )));
     }
     let (sealed, paths) = crypto::seal_document(doc, sealing.keyring, sealing.sealed_keys)?;
+    if let Some(path) = crypto::nul_path(&sealed) {
+        return Err(AppError::bad_input(format!(
+            "configData.{path} contains a NUL character (U+0000), which can only be stored encrypted"
+        )));
+    }
     Ok((SealedJson::new_unchecked(sealed), paths))
 }
 
@@ -353,7 +372,49 @@ fn escape_like(s: &str) -> String {
         .replace('_', "\\_")
 }
 
+/// A GLOB pattern matching `search` anywhere, in any letter case: each letter becomes a
+/// class of its single-character case variants (`École` → `*[Éé][Cc][Oo][Ll][Ee]*`), and
+/// GLOB's own wildcards are taken literally.
+fn glob_any_case(search: &str) -> String {
+    let mut out = String::from("*");
+    for c in search.chars() {
+        let mut variants = vec![c];
+        for mapped in [
+            c.to_lowercase().collect::<Vec<_>>(),
+            c.to_uppercase().collect(),
+        ] {
+            if let [single] = mapped[..]
+                && !variants.contains(&single)
+            {
+                variants.push(single);
+            }
+        }
+        match c {
+            '*' | '?' | '[' => out.extend(['[', c, ']']),
+            _ if variants.len() > 1 => {
+                out.push('[');
+                out.extend(variants);
+                out.push(']');
+            }
+            _ => out.push(c),
+        }
+    }
+    out.push('*');
+    out
+}
+
+/// PostgreSQL's text and JSONB cannot hold U+0000; refusing it on every store keeps them alike.
+fn check_no_nul(what: &str, s: &str) -> Result<(), AppError> {
+    if s.contains('\0') {
+        return Err(AppError::bad_input(format!(
+            "{what} must not contain a NUL character (U+0000)"
+        )));
+    }
+    Ok(())
+}
+
 pub fn check_name(name: &str) -> Result<String, AppError> {
+    check_no_nul("name", name)?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME {
         return Err(AppError::bad_input(format!(
@@ -364,6 +425,7 @@ pub fn check_name(name: &str) -> Result<String, AppError> {
 }
 
 fn check_description(description: &str) -> Result<String, AppError> {
+    check_no_nul("description", description)?;
     if description.chars().count() > MAX_DESCRIPTION {
         return Err(AppError::bad_input(format!(
             "description must be at most {MAX_DESCRIPTION} characters"
@@ -379,6 +441,7 @@ fn check_tags(tags: Vec<String>) -> Result<Vec<String>, AppError> {
     }
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
     for tag in tags {
+        check_no_nul("a tag", &tag)?;
         let tag = tag.trim();
         if tag.is_empty() || tag.chars().count() > MAX_TAG {
             return Err(AppError::bad_input(format!(
@@ -429,5 +492,21 @@ mod tests {
     #[test]
     fn like_patterns_are_escaped() {
         assert_eq!(escape_like("50%_off\\"), "50\\%\\_off\\\\");
+    }
+
+    #[test]
+    fn glob_patterns_fold_case_and_keep_wildcards_literal() {
+        assert_eq!(glob_any_case("École"), "*[Éé][cC][oO][lL][eE]*");
+        assert_eq!(glob_any_case("a*?[]%_1 "), "*[aA][*][?][[]]%_1 *");
+        // ß upper-cases to two letters ("SS"): only single-character variants are used.
+        assert_eq!(glob_any_case("ß"), "*ß*");
+        assert_eq!(glob_any_case("ẞ"), "*[ẞß]*");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_in_names_descriptions_and_tags() {
+        assert!(check_name("a\0b").is_err());
+        assert!(check_description("a\0b").is_err());
+        assert!(check_tags(vec!["a\0".into()]).is_err());
     }
 }
