@@ -7,6 +7,7 @@ use async_graphql::connection::{
 use async_graphql::{OutputType, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -61,6 +62,31 @@ fn decode_cursor(cursor: &str) -> Result<Uuid, AppError> {
         .ok()
         .and_then(|bytes| Uuid::from_slice(&bytes).ok())
         .ok_or_else(|| AppError::bad_input("after is not a cursor this API returned"))
+}
+
+/// One page of `query`, newest first by its time-ordered (UUIDv7) id column: the rows,
+/// whether more follow, and how many match in all.
+pub async fn fetch<E, C>(
+    db: &C,
+    query: Select<E>,
+    id: E::Column,
+    first: u64,
+    after: Option<Uuid>,
+) -> Result<(Vec<E::Model>, bool, u64), AppError>
+where
+    E: EntityTrait,
+    E::Model: Send + Sync,
+    C: ConnectionTrait,
+{
+    let total = query.clone().count(db).await?;
+    let query = match after {
+        Some(after) => query.filter(id.lt(after)),
+        None => query,
+    };
+    let mut rows = query.order_by_desc(id).limit(first + 1).all(db).await?;
+    let has_next = rows.len() as u64 > first;
+    rows.truncate(first as usize);
+    Ok((rows, has_next, total))
 }
 
 /// Builds a page from `(id, node)` pairs in order.

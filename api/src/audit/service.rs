@@ -1,8 +1,7 @@
 use chrono::{DateTime, Utc};
 use entity::{AuditAction, audit_event};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
 };
 use uuid::Uuid;
 
@@ -111,16 +110,5 @@ pub async fn list(
     if let Some(since) = filter.since {
         query = query.filter(audit_event::Column::At.gte(since));
     }
-    let total = query.clone().count(db).await?;
-    if let Some(after) = after {
-        query = query.filter(audit_event::Column::Id.lt(after));
-    }
-    let mut rows = query
-        .order_by_desc(audit_event::Column::Id)
-        .limit(first + 1)
-        .all(db)
-        .await?;
-    let has_next = rows.len() as u64 > first;
-    rows.truncate(first as usize);
-    Ok((rows, has_next, total))
+    crate::pagination::fetch(db, query, audit_event::Column::Id, first, after).await
 }

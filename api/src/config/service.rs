@@ -4,7 +4,7 @@ use sea_orm::sea_query::extension::sqlite::SqliteExpr;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryFilter, Set, TransactionTrait,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -309,18 +309,7 @@ pub async fn list(
             ),
         );
     }
-    let total = query.clone().count(db).await?;
-    if let Some(after) = after {
-        query = query.filter(config::Column::Id.lt(after));
-    }
-    let mut rows = query
-        .order_by_desc(config::Column::Id)
-        .limit(first + 1)
-        .all(db)
-        .await?;
-    let has_next = rows.len() as u64 > first;
-    rows.truncate(first as usize);
-    Ok((rows, has_next, total))
+    crate::pagination::fetch(db, query, config::Column::Id, first, after).await
 }
 
 fn seal(sealing: &Sealing<'_>, doc: Value) -> Result<(SealedJson, Vec<String>), AppError> {
