@@ -4,16 +4,16 @@
 //! `extensions.code` and nothing stored.
 //!
 //! "Nothing stored" and "no plaintext stored" are proven by reading the database directly
-//! ([`database_text`]), never through the API under test.
+//! ([`TestApp::dump_database`]), never through the API under test.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use keyward::crypto::{Keyring, SealedBoxKeys, decrypt_value, encrypt_value, seal};
 use reqwest::StatusCode;
-use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, Statement};
+use sea_orm::{EntityTrait, PaginatorTrait};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use tests::{Db, Gql, TestApp, both_databases};
+use tests::{Gql, TestApp, both_databases};
 use uuid::Uuid;
 
 const FIELDS: &str = "id name description tenant tags version encrypted configData sensitivePaths createdAt updatedAt";
@@ -90,64 +90,10 @@ async fn stored_document(app: &TestApp, id: &str) -> Value {
     row.config_data.as_value().clone()
 }
 
-/// Every value of every row of every table, as text, read straight from the database:
-/// the place to prove that a plaintext secret is stored nowhere.
-async fn database_text(app: &TestApp) -> String {
-    let backend = app.db.get_database_backend();
-    let query = |sql: String| Statement::from_string(backend, sql);
-    let tables_sql = match app.kind {
-        Db::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table'",
-        Db::Postgres => "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public'",
-    };
-    let tables = app
-        .db
-        .query_all_raw(query(tables_sql.into()))
-        .await
-        .expect("list tables");
-    let mut out = String::new();
-    for table in tables {
-        let table: String = table.try_get("", "name").expect("table name");
-        let row_sql = match app.kind {
-            Db::Postgres => format!("SELECT row_to_json(t)::text AS j FROM \"{table}\" t"),
-            Db::Sqlite => {
-                let columns_sql = format!("SELECT name FROM pragma_table_info('{table}')");
-                let columns = app
-                    .db
-                    .query_all_raw(query(columns_sql))
-                    .await
-                    .expect("list columns");
-                let parts: Vec<String> = columns
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "quote(\"{}\")",
-                            c.try_get::<String>("", "name").expect("column name")
-                        )
-                    })
-                    .collect();
-                format!(
-                    "SELECT {} AS j FROM \"{table}\"",
-                    parts.join(" || ' | ' || ")
-                )
-            }
-        };
-        for row in app
-            .db
-            .query_all_raw(query(row_sql))
-            .await
-            .expect("read table")
-        {
-            let text: Option<String> = row.try_get("", "j").expect("row text");
-            out.push_str(&format!("{table}: {}\n", text.unwrap_or_default()));
-        }
-    }
-    out
-}
-
 /// Asserts that none of `secrets` is stored anywhere, and that the dump can see `visible`
 /// (so the check is not vacuous).
 async fn assert_stored_nowhere(app: &TestApp, secrets: &[&str], visible: &str) {
-    let text = database_text(app).await;
+    let text = app.dump_database().await;
     assert!(
         text.contains(visible),
         "the database dump shows stored values ({visible} missing):\n{text}"
@@ -375,7 +321,7 @@ async fn no_plaintext_secret_is_stored_anywhere(app: &TestApp) {
     reveal(app, &id_of(&second)).await;
     assert_stored_nowhere(app, &secrets, api_key_of(&second)).await;
     // The sealed: form is not stored either: it was opened and re-encrypted.
-    assert!(!database_text(app).await.contains("sealed:"));
+    assert!(!app.dump_database().await.contains("sealed:"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -466,7 +412,7 @@ async fn a_stale_expected_version_is_a_conflict_and_changes_nothing(app: &TestAp
         v2,
         "the refused update changed nothing"
     );
-    let text = database_text(app).await;
+    let text = app.dump_database().await;
     assert!(
         !text.contains("lost"),
         "nothing of the refused update is stored:\n{text}"
@@ -508,7 +454,7 @@ async fn deleting_a_config_removes_it_and_its_tags(app: &TestApp) {
         tagged.data("configs")["nodes"],
         json!([{ "id": id_of(&keep) }])
     );
-    let text = database_text(app).await;
+    let text = app.dump_database().await;
     assert!(
         text.contains("keep"),
         "the kept row is in the dump:\n{text}"
@@ -683,6 +629,25 @@ async fn search_matches_names_case_insensitively_and_takes_wildcards_literally(a
     assert_eq!(search("_").await, vec!["a_b"], "_ is a literal character");
     assert_eq!(search("a_b").await, vec!["a_b"]);
     assert_eq!(search("nothing like it").await, Vec::<String>::new());
+
+    // Pages of a search: totalCount counts every match, the pages hold each once.
+    let q = "query($after: String) { configs(search: \"openai\", first: 2, after: $after) {
+        totalCount nodes { name } pageInfo { hasNextPage endCursor } } }";
+    let first = app.gql(q, json!({})).await.data("configs").clone();
+    assert_eq!(first["totalCount"], 3);
+    assert_eq!(first["pageInfo"]["hasNextPage"], true);
+    let after = first["pageInfo"]["endCursor"].clone();
+    let second = app
+        .gql(q, json!({ "after": after }))
+        .await
+        .data("configs")
+        .clone();
+    assert_eq!(second["totalCount"], 3);
+    assert_eq!(second["pageInfo"]["hasNextPage"], false);
+    let mut both = names_of(&first);
+    both.extend(names_of(&second));
+    both.sort();
+    assert_eq!(both, openai);
 }
 
 async fn the_tag_filter_returns_only_configs_carrying_that_tag(app: &TestApp) {
@@ -1008,6 +973,132 @@ async fn a_sealed_value_that_cannot_be_opened_is_refused_naming_the_path(app: &T
     assert_eq!(stored_rows(app).await, 0);
 }
 
+async fn names_and_values_in_any_script_are_stored_and_found(app: &TestApp) {
+    let secret = "cl\u{e9}-secr\u{e8}te-\u{1f511}-\u{5bc6}\u{94a5}";
+    let config = created(app, json!({ "name": "\u{c9}cole \u{2013} Z\u{fc}rich \u{1f511}", "configData": provider_doc(secret) })).await;
+    assert_eq!(config["name"], "\u{c9}cole \u{2013} Z\u{fc}rich \u{1f511}");
+    assert_eq!(api_key_of(&reveal(app, &id_of(&config)).await), secret);
+    assert_stored_nowhere(app, &[secret, "secr\u{e8}te"], api_key_of(&config)).await;
+    let longest = created(
+        app,
+        json!({ "name": "\u{e9}".repeat(200), "configData": {} }),
+    )
+    .await;
+    assert_eq!(
+        longest["name"].as_str().unwrap().chars().count(),
+        200,
+        "the limit counts characters, not bytes"
+    );
+    let res = create(
+        app,
+        json!({ "name": "\u{e9}".repeat(201), "configData": {} }),
+    )
+    .await;
+    assert_code(&res, "BAD_USER_INPUT");
+    let search = |term: &'static str| async move {
+        let res = app
+            .gql(
+                "query($s: String) { configs(search: $s) { totalCount nodes { name } } }",
+                json!({ "s": term }),
+            )
+            .await;
+        names_of(res.data("configs"))
+    };
+    assert_eq!(
+        search("z\u{fc}rich").await,
+        ["\u{c9}cole \u{2013} Z\u{fc}rich \u{1f511}"]
+    );
+    assert_eq!(
+        search("\u{e9}cole").await,
+        ["\u{c9}cole \u{2013} Z\u{fc}rich \u{1f511}"],
+        "case-insensitive beyond ASCII"
+    );
+    assert_eq!(
+        search("Z\u{dc}RICH").await,
+        ["\u{c9}cole \u{2013} Z\u{fc}rich \u{1f511}"],
+        "case-insensitive beyond ASCII"
+    );
+}
+
+async fn a_nul_character_is_the_callers_mistake_never_an_internal_error(app: &TestApp) {
+    let inputs = [
+        json!({ "name": "nul\u{0}name", "configData": {} }),
+        json!({ "name": "nul description", "description": "a\u{0}b", "configData": {} }),
+        json!({ "name": "nul tag", "tags": ["a\u{0}b"], "configData": {} }),
+        json!({ "name": "nul value", "configData": { "model": "a\u{0}b" } }),
+        json!({ "name": "nul key", "configData": { "mo\u{0}del": "m" } }),
+    ];
+    for input in inputs {
+        let res = create(app, input.clone()).await;
+        assert!(
+            !res.status.is_server_error(),
+            "{input}: {} {}",
+            res.status,
+            res.body
+        );
+        assert_code(&res, "BAD_USER_INPUT");
+    }
+    assert_eq!(stored_rows(app).await, 0);
+    let res = update(
+        app,
+        &Uuid::new_v4().to_string(),
+        json!({ "name": "a\u{0}b" }),
+    )
+    .await;
+    assert_code(&res, "BAD_USER_INPUT");
+    // Under a sensitive key the value is encrypted, so any character is fine.
+    let config = created(
+        app,
+        json!({ "name": "nul secret", "configData": { "api_key": "a\u{0}b" } }),
+    )
+    .await;
+    let id = id_of(&config);
+    assert_eq!(reveal(app, &id).await["configData"]["api_key"], "a\u{0}b");
+    // Filters and the audited reason are the caller's text too.
+    for (search, tag) in [(Some("a\u{0}"), None), (None, Some("a\u{0}"))] {
+        let q = "query($s: String, $t: String) { configs(search: $s, tag: $t) { totalCount } }";
+        let res = app.gql(q, json!({ "s": search, "t": tag })).await;
+        assert_code(&res, "BAD_USER_INPUT");
+    }
+    let q =
+        "query($id: ID!, $r: String) { config(id: $id, decrypt: true, reason: $r) { encrypted } }";
+    let res = app.gql(q, json!({ "id": id, "r": "why\u{0}not" })).await;
+    assert_eq!(res.data("config")["encrypted"], false, "{}", res.body);
+}
+
+async fn a_deep_document_is_sealed_and_an_absurdly_deep_one_is_refused(app: &TestApp) {
+    let mut doc = json!({ "api_key": "deep-secret" });
+    for _ in 0..60 {
+        doc = json!({ "level": doc });
+    }
+    let config = created(app, json!({ "name": "deep", "configData": doc.clone() })).await;
+    let path = config["sensitivePaths"][0].as_str().unwrap().to_owned();
+    assert!(
+        path.ends_with(".level.api_key") && path.starts_with("level."),
+        "{path}"
+    );
+    assert_eq!(reveal(app, &id_of(&config)).await["configData"], doc);
+    assert_stored_nowhere(app, &["deep-secret"], "level").await;
+
+    // Far deeper than any config: refused as the caller's mistake, not a crash.
+    let deep = format!(
+        "{}{}",
+        "{\"a\":".repeat(5000),
+        "1".to_owned() + &"}".repeat(5000)
+    );
+    let body = format!(
+        "{{\"query\": {}, \"variables\": {{\"i\": {{\"name\": \"too deep\", \"configData\": {deep}}}}}}}",
+        Value::String(create_query())
+    );
+    let (status, json) = post_raw(app, body).await;
+    assert!(!status.is_server_error(), "{status}: {json}");
+    assert_eq!(
+        json["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{json}"
+    );
+    assert_eq!(stored_rows(app).await, 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // Bad input: the right code, and nothing stored.
 
@@ -1232,10 +1323,14 @@ async fn a_body_that_is_not_a_graphql_request_is_a_400_bad_user_input(app: &Test
 }
 
 async fn a_body_over_the_limit_is_a_413_bad_user_input(app: &TestApp) {
-    let small = TestApp::spawn_with(app.kind, |s| s.limits.max_body_bytes = 2048).await;
+    let small = TestApp::spawn_with(app.kind, |s| {
+        s.limits.max_body_bytes = 8192;
+        s.limits.max_config_bytes = 1024;
+    })
+    .await;
     let big = json!({
         "query": create_query(),
-        "variables": { "i": { "name": "too big", "configData": { "blob": "x".repeat(4096) } } }
+        "variables": { "i": { "name": "too big", "configData": { "blob": "x".repeat(16_384) } } }
     });
     let (status, body) = post_raw(&small, big.to_string()).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
@@ -1244,11 +1339,23 @@ async fn a_body_over_the_limit_is_a_413_bad_user_input(app: &TestApp) {
         body["errors"][0]["message"]
             .as_str()
             .unwrap()
-            .contains("2048"),
+            .contains("8192"),
         "names the limit: {body}"
     );
+    // A body within limits whose configData is over the document limit.
+    let res = create(
+        &small,
+        json!({ "name": "big document", "configData": { "blob": "x".repeat(2048) } }),
+    )
+    .await;
+    assert_code(&res, "BAD_USER_INPUT");
+    assert!(
+        res.message().contains("1024"),
+        "names the limit: {}",
+        res.message()
+    );
     assert_eq!(stored_rows(&small).await, 0);
-    // Under the limit the same server works.
+    // Under the limits the same server works.
     let fits = created(
         &small,
         json!({ "name": "fits", "configData": { "blob": "x".repeat(100) } }),
@@ -1406,4 +1513,7 @@ both_databases!(
     a_missing_or_wrong_token_is_a_401_unauthenticated,
     health_readiness_graphiql_and_request_ids_are_served,
     a_config_keeps_its_name_description_tenant_and_tags,
+    names_and_values_in_any_script_are_stored_and_found,
+    a_nul_character_is_the_callers_mistake_never_an_internal_error,
+    a_deep_document_is_sealed_and_an_absurdly_deep_one_is_refused,
 );

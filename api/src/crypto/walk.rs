@@ -87,6 +87,39 @@ pub fn sensitive_paths(doc: &Value) -> Vec<String> {
     out
 }
 
+/// The path of the first object key or string value that holds U+0000, if any.
+///
+/// PostgreSQL's text and JSONB cannot store that character, so a stored document must not
+/// hold one in the clear (an encrypted value may: its plaintext never reaches the store).
+pub fn nul_path(doc: &Value) -> Option<String> {
+    fn visit(value: &Value, path: &mut String) -> bool {
+        match value {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+                let len = path.len();
+                push_index(path, i);
+                let found = visit(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            Value::Object(map) => map.iter().any(|(key, item)| {
+                let len = path.len();
+                push_key(path, key);
+                let found = key.contains('\0') || visit(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut path = String::new();
+    visit(doc, &mut path).then_some(path)
+}
+
 struct Sealer<'a> {
     keyring: &'a Keyring,
     sealed_keys: &'a SealedBoxKeys,
@@ -416,6 +449,19 @@ mod tests {
         let (other, _) = keys();
         let doc = json!({"p": [{"api_key": encrypt_value(&other, "x")}]});
         assert_eq!(decrypt_document(&doc, &ring).unwrap_err(), "p[0].api_key");
+    }
+
+    #[test]
+    fn nul_characters_are_found_by_path_in_keys_and_values() {
+        assert_eq!(
+            nul_path(&json!({"a": [1, {"b": "x\u{0}y"}]})).as_deref(),
+            Some("a[1].b")
+        );
+        assert_eq!(
+            nul_path(&json!({"ok": "v", "k\u{0}": 1})).as_deref(),
+            Some(r#"["k\u0000"]"#)
+        );
+        assert_eq!(nul_path(&json!({"a": ["x", {"b": "y"}], "c": null})), None);
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {
