@@ -101,10 +101,7 @@ pub async fn create(
     db: &impl ConnectionTrait,
     new: NewToken,
 ) -> Result<(api_token::Model, SecretString), AppError> {
-    let name = new.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(AppError::bad_input("name must be 1 to 200 characters"));
-    }
+    let name = crate::config::service::check_name(&new.name)?;
     let tenant = match (new.role, new.tenant) {
         (Role::Member, None) => Some(DEFAULT_TENANT.to_owned()),
         (_, Some(t)) => Some(crate::config::service::check_tenant(&t)?),

@@ -393,7 +393,7 @@ fn glob_any_case(search: &str) -> String {
 }
 
 /// PostgreSQL's text and JSONB cannot hold U+0000; refusing it on every store keeps them alike.
-fn check_no_nul(what: &str, s: &str) -> Result<(), AppError> {
+pub fn check_no_nul(what: &str, s: &str) -> Result<(), AppError> {
     if s.contains('\0') {
         return Err(AppError::bad_input(format!(
             "{what} must not contain a NUL character (U+0000)"
