@@ -2,7 +2,8 @@
 //! Messages and OpenAI Chat Completions wire formats, streaming (server-sent events)
 //! included. Each records every request it receives (headers and body), and can be told to
 //! reply with given text or chunks, to fail the next calls with a status, to answer slowly,
-//! to stream slowly, or to break off a stream with the provider's error event.
+//! to stream slowly, to hold every call until released, or to break off a stream with the
+//! provider's error event.
 //!
 //! Error bodies echo the received key back, as some real providers do in part, so tests can
 //! prove that no upstream body ever reaches an error message.
@@ -125,6 +126,8 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     cancelled: AtomicUsize,
     completed: AtomicUsize,
+    /// Open (`true`) unless [`FakeProvider::hold`] closed it.
+    gate: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -170,6 +173,7 @@ impl FakeProvider {
             requests: Mutex::new(Vec::new()),
             cancelled: AtomicUsize::new(0),
             completed: AtomicUsize::new(0),
+            gate: tokio::sync::watch::Sender::new(true),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -245,6 +249,29 @@ impl FakeProvider {
     /// Streamed replies wait this long before each event after the first.
     pub fn set_chunk_delay(&self, delay: Duration) {
         self.shared.knobs().chunk_delay = delay;
+    }
+
+    /// From now on every call is recorded, then waits until [`FakeProvider::release`]: for
+    /// tests that need two calls in flight at once without sleeping.
+    pub fn hold(&self) {
+        self.shared.gate.send_replace(false);
+    }
+
+    /// Lets held calls (and every later one) answer.
+    pub fn release(&self) {
+        self.shared.gate.send_replace(true);
+    }
+
+    /// Waits (polling, up to `timeout`) until at least `n` requests arrived.
+    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.request_count() >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.request_count() >= n
     }
 
     /// Streamed replies send their first chunk, then the provider's error event, then end.
@@ -346,6 +373,9 @@ async fn handle(
             knobs.stream_error,
         )
     };
+    let mut gate = shared.gate.subscribe();
+    // The sender lives as long as `shared`, which this handler holds.
+    let _ = gate.wait_for(|open| *open).await;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

@@ -1,16 +1,18 @@
+use std::time::Instant;
+
 use chrono::Utc;
 use entity::{AuditAction, SessionStatus, message, session};
 use futures::stream::{BoxStream, StreamExt};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
 use crate::audit::AuditEntry;
 use crate::auth::{Principal, RequestMeta};
-use crate::config::service::find_visible;
+use crate::config::service::{check_no_nul, find_visible};
 use crate::crypto::{self, Keyring};
 use crate::error::AppError;
 use crate::providers::{ProviderClient, ProviderError, Providers, Turn, TurnRole};
@@ -35,6 +37,9 @@ pub struct SessionFilter {
 }
 
 pub const MAX_MESSAGE_CHARS: usize = 100_000;
+/// The `sessions.model` column's width: a longer name is the caller's mistake, refused
+/// before PostgreSQL would fail the insert (or SQLite silently keep it).
+pub const MAX_MODEL_CHARS: usize = 200;
 
 /// Decrypts the config in memory and builds the client for one of its providers. The
 /// plaintext document is scrubbed when this returns; only the client keeps the key.
@@ -73,6 +78,17 @@ pub async fn create(
         .map(str::trim)
         .filter(|m| !m.is_empty());
     let client = build_client(deps, &config, index, model)?;
+    if let Some(model) = client.model() {
+        check_no_nul("model", model)?;
+    }
+    if client
+        .model()
+        .is_some_and(|m| m.chars().count() > MAX_MODEL_CHARS)
+    {
+        return Err(AppError::bad_input(format!(
+            "the model name must be at most {MAX_MODEL_CHARS} characters"
+        )));
+    }
     let now = Utc::now();
     let txn = deps.db.begin().await?;
     let row = session::ActiveModel {
@@ -140,6 +156,7 @@ pub async fn begin_turn(
     content: String,
 ) -> Result<Turnout, AppError> {
     let session_id = session_id.ok_or(AppError::NotFound("session"))?;
+    check_no_nul("content", &content)?;
     if content.trim().is_empty() || content.chars().count() > MAX_MESSAGE_CHARS {
         return Err(AppError::bad_input(format!(
             "content must be 1 to {MAX_MESSAGE_CHARS} characters"
@@ -162,9 +179,22 @@ pub async fn begin_turn(
         session.provider_index,
         session.model.as_deref(),
     )?;
+    // The config was edited so that the entry at this index is another provider: the
+    // session's turns (and its model) must not silently go there.
+    if client.module() != session.provider {
+        return Err(AppError::bad_input(format!(
+            "configData.providers[{}] is now {}, but this session was created for {}; create a new session",
+            session.provider_index,
+            client.module(),
+            session.provider
+        )));
+    }
     let history = messages(deps.db, session.id).await?;
     let transcript = transcript(&history, &content);
-    let session = append(deps.db, &session, "user", content).await?.0;
+    let seen = session.message_count;
+    let session = append(deps.db, &session, Some(seen), "user", content)
+        .await?
+        .0;
     Ok(Turnout {
         session,
         client,
@@ -174,13 +204,20 @@ pub async fn begin_turn(
 
 /// Records the outcome of a provider call: the assistant's reply, or what went wrong (an
 /// `error` message, so the transcript shows it and the session stays usable).
+///
+/// `session` is as `begin_turn` left it. The reply is stored only if nothing was added
+/// since: otherwise it answers a transcript that is no longer the session's (another turn
+/// ran at the same time), and this turn fails with CONFLICT instead of interleaving.
 pub async fn finish_turn(
     db: &DatabaseConnection,
     session: &session::Model,
     outcome: Result<String, ProviderError>,
 ) -> Result<message::Model, AppError> {
     match outcome {
-        Ok(reply) => Ok(append(db, session, "assistant", reply).await?.1),
+        Ok(reply) => {
+            let expected = Some(session.message_count);
+            Ok(append(db, session, expected, "assistant", reply).await?.1)
+        }
         Err(e) => Err(record_failure(db, session, e).await),
     }
 }
@@ -191,7 +228,8 @@ async fn record_failure(
     session: &session::Model,
     e: ProviderError,
 ) -> AppError {
-    if let Err(store) = append(db, session, "error", e.to_string()).await {
+    // Wherever the transcript is now: a failure is worth showing even after another turn.
+    if let Err(store) = append(db, session, None, "error", e.to_string()).await {
         tracing::warn!(error = %store, "could not record a provider failure in the transcript");
     }
     e.into()
@@ -204,8 +242,23 @@ pub async fn send(
     content: String,
 ) -> Result<message::Model, AppError> {
     let turn = begin_turn(deps, by, session_id, content).await?;
+    let started = Instant::now();
     let outcome = turn.client.send(&turn.transcript).await;
+    record_call(&turn.client, &outcome, started);
     finish_turn(deps.db, &turn.session, outcome).await
+}
+
+/// Counts a provider call and its latency by provider and outcome.
+fn record_call<T, E: std::borrow::Borrow<ProviderError>>(client: &ProviderClient, outcome: &Result<T, E>, started: Instant) {
+    let label = match outcome {
+        Ok(_) => "ok",
+        Err(e) => match e.borrow() {
+            ProviderError::Rejected { .. } => "rejected",
+            ProviderError::BadConfig(_) => "bad_config",
+            ProviderError::Failed(_) => "failed",
+        },
+    };
+    crate::telemetry::metrics::record_provider_call(client.module(), label, started.elapsed());
 }
 
 /// What a streamed turn yields: text deltas, then the stored reply.
@@ -221,9 +274,13 @@ pub fn stream(
     turn: Turnout,
 ) -> BoxStream<'static, Result<StreamEvent, AppError>> {
     async_stream::try_stream! {
+        let started = Instant::now();
         let mut upstream = match turn.client.stream(&turn.transcript).await {
             Ok(s) => s,
-            Err(e) => Err(record_failure(&db, &turn.session, e).await)?,
+            Err(e) => {
+                record_call(&turn.client, &Err::<(), _>(&e), started);
+                Err(record_failure(&db, &turn.session, e).await)?
+            }
         };
         let mut reply = String::new();
         while let Some(chunk) = upstream.next().await {
@@ -232,9 +289,13 @@ pub fn stream(
                     reply.push_str(&delta);
                     yield StreamEvent::Delta(delta);
                 }
-                Err(e) => Err(record_failure(&db, &turn.session, e).await)?,
+                Err(e) => {
+                    record_call(&turn.client, &Err::<(), _>(&e), started);
+                    Err(record_failure(&db, &turn.session, e).await)?
+                }
             }
         }
+        record_call(&turn.client, &Ok::<_, &ProviderError>(()), started);
         let message = finish_turn(&db, &turn.session, Ok(reply)).await?;
         yield StreamEvent::Done(message);
     }
@@ -269,11 +330,14 @@ fn transcript(history: &[message::Model], next: &str) -> Vec<Turn> {
     turns
 }
 
-/// Appends a message at the session's next position. The count check makes concurrent
-/// turns on one session conflict instead of interleaving.
+/// Appends a message at the session's next position. With `expected`, only while the
+/// session still has that many messages: a turn stores its user message and its reply only
+/// on the transcript it read, so concurrent turns on one session conflict instead of
+/// interleaving. The conditional update makes two writers racing on one position conflict.
 async fn append(
     db: &DatabaseConnection,
     session: &session::Model,
+    expected: Option<i32>,
     role: &str,
     content: String,
 ) -> Result<(session::Model, message::Model), AppError> {
@@ -282,6 +346,9 @@ async fn append(
         .one(&txn)
         .await?
         .ok_or(AppError::NotFound("session"))?;
+    if expected.is_some_and(|n| n != current.message_count) {
+        return Err(moved_on());
+    }
     let now = Utc::now();
     let updated = session::Entity::update_many()
         .col_expr(
@@ -294,9 +361,7 @@ async fn append(
         .exec(&txn)
         .await?;
     if updated.rows_affected == 0 {
-        return Err(AppError::Conflict(
-            "another message was added to this session at the same time".into(),
-        ));
+        return Err(moved_on());
     }
     let message = message::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -315,6 +380,13 @@ async fn append(
     };
     txn.commit().await?;
     Ok((session, message))
+}
+
+fn moved_on() -> AppError {
+    AppError::Conflict(
+        "another message was added to this session at the same time; this turn was not stored"
+            .into(),
+    )
 }
 
 pub async fn close(
@@ -365,18 +437,7 @@ pub async fn list(
     if let Some(status) = filter.status {
         query = query.filter(session::Column::Status.eq(status));
     }
-    let total = query.clone().count(db).await?;
-    if let Some(after) = after {
-        query = query.filter(session::Column::Id.lt(after));
-    }
-    let mut rows = query
-        .order_by_desc(session::Column::Id)
-        .limit(first + 1)
-        .all(db)
-        .await?;
-    let has_next = rows.len() as u64 > first;
-    rows.truncate(first as usize);
-    Ok((rows, has_next, total))
+    crate::pagination::fetch(db, query, session::Column::Id, first, after).await
 }
 
 #[cfg(test)]

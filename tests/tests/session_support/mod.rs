@@ -51,7 +51,10 @@ pub struct Responses(Arc<Mutex<Vec<String>>>);
 
 impl Responses {
     pub fn record(&self, text: impl Into<String>) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(text.into());
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(text.into());
     }
 
     fn record_gql(&self, res: &Gql) {
@@ -59,7 +62,10 @@ impl Responses {
     }
 
     pub fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -70,8 +76,7 @@ pub struct Client<'a> {
     pub responses: Responses,
 }
 
-pub const SESSION_FIELDS: &str =
-    "id configId tenant provider model status messageCount messages { id role content createdAt } createdAt updatedAt";
+pub const SESSION_FIELDS: &str = "id configId tenant provider model status messageCount messages { id role content createdAt } createdAt updatedAt";
 
 impl<'a> Client<'a> {
     pub fn admin(app: &'a TestApp) -> Self {
@@ -79,12 +84,20 @@ impl<'a> Client<'a> {
     }
 
     pub fn new(app: &'a TestApp, token: &str) -> Self {
-        Self { app, token: token.to_owned(), responses: Responses::default() }
+        Self {
+            app,
+            token: token.to_owned(),
+            responses: Responses::default(),
+        }
     }
 
     /// The same caller against another server (e.g. a second replica).
     pub fn on<'b>(&self, app: &'b TestApp) -> Client<'b> {
-        Client { app, token: self.token.clone(), responses: self.responses.clone() }
+        Client {
+            app,
+            token: self.token.clone(),
+            responses: self.responses.clone(),
+        }
     }
 
     pub async fn gql(&self, query: &str, variables: Value) -> Gql {
@@ -101,7 +114,10 @@ impl<'a> Client<'a> {
                 json!({ "i": { "name": name, "configData": data } }),
             )
             .await;
-        res.data("createConfig")["id"].as_str().expect("a config id").to_owned()
+        res.data("createConfig")["id"]
+            .as_str()
+            .expect("a config id")
+            .to_owned()
     }
 
     pub async fn update_config(&self, id: &str, data: Value) -> Gql {
@@ -112,7 +128,12 @@ impl<'a> Client<'a> {
         .await
     }
 
-    pub async fn create_session(&self, config_id: &str, provider: Option<i32>, model: Option<&str>) -> Gql {
+    pub async fn create_session(
+        &self,
+        config_id: &str,
+        provider: Option<i32>,
+        model: Option<&str>,
+    ) -> Gql {
         self.gql(
             &format!("mutation($i: CreateSessionInput!) {{ createSession(input: $i) {{ {SESSION_FIELDS} }} }}"),
             json!({ "i": { "configId": config_id, "provider": provider, "model": model } }),
@@ -122,7 +143,10 @@ impl<'a> Client<'a> {
 
     /// `createSession` that must succeed; returns the Session.
     pub async fn session_on(&self, config_id: &str, provider: i32) -> Value {
-        self.create_session(config_id, Some(provider), None).await.data("createSession").clone()
+        self.create_session(config_id, Some(provider), None)
+            .await
+            .data("createSession")
+            .clone()
     }
 
     pub async fn send(&self, session_id: &str, content: &str) -> Gql {
@@ -142,7 +166,12 @@ impl<'a> Client<'a> {
     }
 
     pub async fn session(&self, id: &str) -> Value {
-        let res = self.gql(&format!("query($id: ID!) {{ session(id: $id) {{ {SESSION_FIELDS} }} }}"), json!({ "id": id })).await;
+        let res = self
+            .gql(
+                &format!("query($id: ID!) {{ session(id: $id) {{ {SESSION_FIELDS} }} }}"),
+                json!({ "id": id }),
+            )
+            .await;
         res.data("session").clone()
     }
 
@@ -153,7 +182,12 @@ impl<'a> Client<'a> {
             .as_array()
             .expect("a visible session with messages")
             .iter()
-            .map(|m| (m["role"].as_str().unwrap().to_owned(), m["content"].as_str().unwrap().to_owned()))
+            .map(|m| {
+                (
+                    m["role"].as_str().unwrap().to_owned(),
+                    m["content"].as_str().unwrap().to_owned(),
+                )
+            })
             .collect()
     }
 
@@ -196,7 +230,11 @@ impl Subscription {
     pub fn chunks(&self) -> Vec<Value> {
         self.payloads
             .iter()
-            .filter_map(|p| p["data"]["streamMessage"].as_object().map(|o| Value::Object(o.clone())))
+            .filter_map(|p| {
+                p["data"]["streamMessage"]
+                    .as_object()
+                    .map(|o| Value::Object(o.clone()))
+            })
             .collect()
     }
 
@@ -217,12 +255,17 @@ impl Subscription {
 
     /// The first error's `extensions.code`.
     pub fn code(&self) -> Option<String> {
-        self.errors().first().and_then(|e| e["extensions"]["code"].as_str().map(str::to_owned))
+        self.errors()
+            .first()
+            .and_then(|e| e["extensions"]["code"].as_str().map(str::to_owned))
     }
 
     /// The deltas, in order.
     pub fn deltas(&self) -> Vec<String> {
-        self.chunks().iter().map(|c| c["delta"].as_str().expect("a delta").to_owned()).collect()
+        self.chunks()
+            .iter()
+            .map(|c| c["delta"].as_str().expect("a delta").to_owned())
+            .collect()
     }
 }
 
@@ -231,20 +274,38 @@ pub const STREAM_MESSAGE: &str = "subscription($s: ID!, $c: String!) { streamMes
 impl Ws {
     /// Opens the socket, asking for `graphql-transport-ws`, and checks the server chose it.
     pub async fn connect(app: &TestApp, responses: Responses) -> Self {
-        let mut request = format!("ws://127.0.0.1:{}/graphql/ws", app.port).into_client_request().expect("a ws URL");
-        request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+        let mut request = format!("ws://127.0.0.1:{}/graphql/ws", app.port)
+            .into_client_request()
+            .expect("a ws URL");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
         let (socket, response) =
-            tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(request)).await.expect("in time").expect("the upgrade succeeds");
+            tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(request))
+                .await
+                .expect("in time")
+                .expect("the upgrade succeeds");
         assert_eq!(
-            response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
+            response
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
             Some("graphql-transport-ws")
         );
         responses.record(format!("{:?}", response.headers()));
-        Self { socket, responses, next_id: 0 }
+        Self {
+            socket,
+            responses,
+            next_id: 0,
+        }
     }
 
     pub async fn send_json(&mut self, message: Value) {
-        self.socket.send(Message::text(message.to_string())).await.expect("the socket takes a message");
+        self.socket
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("the socket takes a message");
     }
 
     /// Sends connection_init with `{"Authorization": "Bearer <token>"}`; returns the answer.
@@ -257,7 +318,9 @@ impl Ws {
     /// Fails the test when nothing arrives within [`DEADLINE`].
     pub async fn recv(&mut self) -> WsEvent {
         loop {
-            let next = tokio::time::timeout(DEADLINE, self.socket.next()).await.expect("the server sends something in time");
+            let next = tokio::time::timeout(DEADLINE, self.socket.next())
+                .await
+                .expect("the server sends something in time");
             match next {
                 Some(Ok(Message::Text(text))) => {
                     self.responses.record(text.as_str());
@@ -288,29 +351,48 @@ impl Ws {
     }
 
     pub async fn stream_message(&mut self, session_id: &str, content: &str) -> String {
-        self.subscribe(STREAM_MESSAGE, json!({"s": session_id, "c": content})).await
+        self.subscribe(STREAM_MESSAGE, json!({"s": session_id, "c": content}))
+            .await
     }
 
     /// The next `next` payload of operation `id`; `None` once it completed or failed.
     pub async fn next_payload(&mut self, id: &str) -> Option<Value> {
         match self.recv().await {
-            WsEvent::Message(m) if m["id"] == id && m["type"] == "next" => Some(m["payload"].clone()),
-            WsEvent::Message(m) if m["id"] == id && matches!(m["type"].as_str(), Some("complete" | "error")) => None,
+            WsEvent::Message(m) if m["id"] == id && m["type"] == "next" => {
+                Some(m["payload"].clone())
+            }
+            WsEvent::Message(m)
+                if m["id"] == id && matches!(m["type"].as_str(), Some("complete" | "error")) =>
+            {
+                None
+            }
             other => panic!("unexpected while streaming: {other:?}"),
         }
     }
 
-    /// Reads operation `id` to its end.
+    /// Reads operation `id` to its end. Messages of other (e.g. stopped) operations that
+    /// were already in flight are skipped.
     pub async fn collect(&mut self, id: &str) -> Subscription {
         let mut payloads = Vec::new();
         loop {
             match self.recv().await {
-                WsEvent::Message(m) if m["id"] == id && m["type"] == "next" => payloads.push(m["payload"].clone()),
+                WsEvent::Message(m) if m["id"].is_string() && m["id"] != id => continue,
+                WsEvent::Message(m) if m["id"] == id && m["type"] == "next" => {
+                    payloads.push(m["payload"].clone())
+                }
                 WsEvent::Message(m) if m["id"] == id && m["type"] == "complete" => {
-                    return Subscription { payloads, completed: true, error: None };
+                    return Subscription {
+                        payloads,
+                        completed: true,
+                        error: None,
+                    };
                 }
                 WsEvent::Message(m) if m["id"] == id && m["type"] == "error" => {
-                    return Subscription { payloads, completed: false, error: Some(m["payload"].clone()) };
+                    return Subscription {
+                        payloads,
+                        completed: false,
+                        error: Some(m["payload"].clone()),
+                    };
                 }
                 other => panic!("unexpected while streaming: {other:?}"),
             }
