@@ -1360,6 +1360,31 @@ async fn creating_a_session_is_audited_as_an_in_memory_decryption(app: &TestApp)
     assert!(!event.to_string().contains(KEY));
 }
 
+async fn a_refused_session_is_audited_as_a_failed_attempt(app: &TestApp) {
+    let fakes = Fakes::start().await;
+    let admin = Client::admin(app);
+    let config = admin.create_config("refused", fakes.document(KEY)).await;
+    let strict = TestApp::spawn_sharing_with(app, |s| s.provider_hosts = vec![]).await;
+    let res = admin.on(&strict).create_session(&config, Some(OPENAI), None).await;
+    assert_code(&res, "BAD_USER_INPUT");
+    strict.stop().await;
+
+    let res = admin
+        .gql(
+            "{ auditEvents(action: \"session.create\") { totalCount nodes { configId sessionId success detail } } }",
+            json!({}),
+        )
+        .await;
+    let events = res.data("auditEvents");
+    assert_eq!(events["totalCount"], 1, "{events}");
+    let event = &events["nodes"][0];
+    assert_eq!(event["success"], false);
+    assert_eq!(event["configId"], config.as_str());
+    assert_eq!(event["sessionId"], Value::Null);
+    assert_eq!(event["detail"]["refused"], "BAD_USER_INPUT");
+    assert!(!event.to_string().contains(KEY));
+}
+
 async fn a_closed_session_refuses_new_messages(app: &TestApp) {
     let fakes = Fakes::start().await;
     let admin = Client::admin(app);
@@ -1455,6 +1480,7 @@ async fn deleting_a_session_removes_it_and_its_messages(app: &TestApp) {
 }
 
 both_databases!(
+    a_refused_session_is_audited_as_a_failed_attempt,
     an_anthropic_session_sends_the_whole_transcript_and_model_with_the_key_only_in_x_api_key,
     an_openai_session_uses_the_model_override_and_sends_the_key_only_as_a_bearer_token,
     an_echo_session_replies_with_the_users_text_and_calls_no_provider,

@@ -77,7 +77,24 @@ pub async fn create(
         .as_deref()
         .map(str::trim)
         .filter(|m| !m.is_empty());
-    let client = build_client(deps, &config, index, model)?;
+    let client = match build_client(deps, &config, index, model) {
+        Ok(client) => client,
+        Err(e) => {
+            // The config was decrypted (or tried) even though no session came of it.
+            AuditEntry::new(AuditAction::SessionCreate, by, meta)
+                .tenant(Some(config.tenant.clone()))
+                .config(config.id)
+                .success(false)
+                .detail(serde_json::json!({
+                    "providerIndex": index,
+                    "refused": e.code().as_str(),
+                    "configDecrypted": "in memory only, to build the provider client",
+                }))
+                .record(deps.db)
+                .await?;
+            return Err(e);
+        }
+    };
     if let Some(model) = client.model() {
         check_no_nul("model", model)?;
     }
