@@ -175,10 +175,9 @@ enum Expect {
 }
 use Expect::{Data, Forbidden, NotFound, Null, Unauth};
 
-/// Every query and mutation that exists. Session operations (`session`, `sessions`,
-/// `createSession`, `sendMessage`, `closeSession`, `deleteSession`) join when they land:
-/// add a variant, its row in `MATRIX`, and its arms in `Op::field`, `cell` and `check`
-/// (the matches are exhaustive, so the compiler lists what is missing).
+/// Every query and mutation that exists. A new one gets a variant, its row in `MATRIX`,
+/// and its arms in `Op::field`, `cell` and `check` (the matches are exhaustive, so the
+/// compiler lists what is missing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
     Me,
@@ -195,19 +194,17 @@ enum Op {
     EncryptionKey,
     KeyringStatus,
     RotateEncryptionKey,
+    Session,
+    Sessions,
+    CreateSession,
+    SendMessage,
+    CloseSession,
+    DeleteSession,
 }
 
-/// Operations that exist but have no row yet: the session work adds them (see `Op`). The
-/// coverage test accepts these names and no others.
-const NOT_YET_IN_MATRIX: &[&str] = &[
-    "session",
-    "sessions",
-    "createSession",
-    "sendMessage",
-    "closeSession",
-    "deleteSession",
-    "streamMessage",
-];
+/// Operations without a row: the subscription goes over the WebSocket, where
+/// tests/tests/sessions.rs checks that another tenant's session answers as a missing one.
+const NOT_YET_IN_MATRIX: &[&str] = &["streamMessage"];
 
 /// Config reads of another tenant answer `null` and mutations NOT_FOUND, exactly as for a
 /// missing config; `decrypt: true` is FORBIDDEN for every MEMBER before anything is looked up.
@@ -228,6 +225,12 @@ const MATRIX: &[(Op, [Expect; 5])] = &[
     (Op::EncryptionKey,  [Unauth,   Unauth,   Data,      Data,      Data]),
     (Op::KeyringStatus,  [Unauth,   Unauth,   Forbidden, Forbidden, Data]),
     (Op::RotateEncryptionKey, [Unauth, Unauth, Forbidden, Forbidden, Data]),
+    (Op::Session,        [Unauth,   Unauth,   Data,      Null,      Data]),
+    (Op::Sessions,       [Unauth,   Unauth,   Data,      Data,      Data]),
+    (Op::CreateSession,  [Unauth,   Unauth,   Data,      NotFound,  Data]),
+    (Op::SendMessage,    [Unauth,   Unauth,   Data,      NotFound,  Data]),
+    (Op::CloseSession,   [Unauth,   Unauth,   Data,      NotFound,  Data]),
+    (Op::DeleteSession,  [Unauth,   Unauth,   Data,      NotFound,  Data]),
 ];
 
 impl Op {
@@ -247,6 +250,12 @@ impl Op {
             Op::EncryptionKey => "encryptionKey",
             Op::KeyringStatus => "keyringStatus",
             Op::RotateEncryptionKey => "rotateEncryptionKey",
+            Op::Session => "session",
+            Op::Sessions => "sessions",
+            Op::CreateSession => "createSession",
+            Op::SendMessage => "sendMessage",
+            Op::CloseSession => "closeSession",
+            Op::DeleteSession => "deleteSession",
         }
     }
 }
@@ -260,12 +269,15 @@ struct World {
     revoked: String,
     config_a: String,
     config_b: String,
+    /// An echo session on config A.
+    session_a: String,
 }
 
 impl World {
     async fn build(app: &TestApp) -> Self {
         let config_a = config_in(app, "a", "config-of-a").await;
         let config_b = config_in(app, "b", "config-of-b").await;
+        let session_a = session_on(app, &config_a).await;
         let (_, member_a) = token_with_id(app, "member-a", "MEMBER", Some("a")).await;
         let (_, member_b) = token_with_id(app, "member-b", "MEMBER", Some("b")).await;
         let (_, admin) = token_with_id(app, "admin-token", "ADMIN", None).await;
@@ -283,6 +295,7 @@ impl World {
             revoked,
             config_a,
             config_b,
+            session_a,
         }
     }
 
@@ -386,7 +399,49 @@ async fn cell(app: &TestApp, world: &World, op: Op, who: Who) -> Cell {
             "mutation { rotateEncryptionKey { reencrypted alreadyCurrent failed } }",
             json!({}),
         ),
+        Op::Session => plain(
+            "query($id: ID!) { session(id: $id) { id tenant provider messageCount } }",
+            json!({ "id": world.session_a }),
+        ),
+        Op::Sessions => plain("{ sessions(first: 100) { totalCount nodes { id tenant } } }", json!({})),
+        Op::CreateSession => plain(
+            "mutation($id: ID!) { createSession(input: { configId: $id }) { id tenant provider status } }",
+            json!({ "id": world.config_a }),
+        ),
+        Op::SendMessage | Op::CloseSession | Op::DeleteSession => {
+            let id = session_on(app, &world.config_a).await;
+            let query = match op {
+                Op::SendMessage => "mutation($id: ID!) { sendMessage(sessionId: $id, content: \"hello\") { role content } }",
+                Op::CloseSession => "mutation($id: ID!) { closeSession(id: $id) { id status } }",
+                _ => "mutation($id: ID!) { deleteSession(id: $id) }",
+            };
+            Cell {
+                query,
+                vars: json!({ "id": id }),
+                target: Some(id),
+                target_secret: None,
+            }
+        }
     }
+}
+
+/// An echo session on `config_id`, created by the break-glass admin.
+async fn session_on(app: &TestApp, config_id: &str) -> String {
+    let res = app
+        .gql(
+            "mutation($id: ID!) { createSession(input: { configId: $id }) { id } }",
+            json!({ "id": config_id }),
+        )
+        .await;
+    res.data("createSession")["id"].as_str().unwrap().to_owned()
+}
+
+/// A session as the break-glass admin sees it (null when gone).
+async fn session_state(app: &TestApp, id: &str) -> Value {
+    app.gql("query($id: ID!) { session(id: $id) { status messageCount } }", json!({ "id": id }))
+        .await
+        .data("session")
+        .clone()
 }
 
 /// Classifies an answer; anything outside the matrix's vocabulary fails the test.
@@ -646,6 +701,55 @@ async fn check(
         (Op::EncryptionKey, Data) => {
             assert!(!data["keyId"].as_str().unwrap().is_empty());
             assert!(!data["publicKey"].as_str().unwrap().is_empty());
+        }
+        (Op::Session, Data) => {
+            assert_eq!(data["id"], world.session_a.as_str());
+            assert_eq!(data["tenant"], "a");
+        }
+        (Op::Session | Op::CreateSession, Null | NotFound) => {
+            // Another tenant's session or config answers exactly as a missing one does.
+            let missing = app
+                .gql_as(world.token(who), cell.query, json!({ "id": Uuid::now_v7().to_string() }))
+                .await;
+            assert_eq!(missing.body, res.body);
+        }
+        (Op::Sessions, Data) => {
+            let nodes = data["nodes"].as_array().unwrap();
+            let tenants: HashSet<&str> = nodes.iter().map(|n| n["tenant"].as_str().unwrap()).collect();
+            let has_a = nodes.iter().any(|n| n["id"] == world.session_a.as_str());
+            match who {
+                Who::MemberA => assert!(has_a && tenants == HashSet::from(["a"]), "{data}"),
+                Who::MemberB => assert!(!has_a && tenants.iter().all(|t| *t == "b"), "{data}"),
+                _ => assert!(has_a, "{data}"),
+            }
+        }
+        (Op::CreateSession, Data) => {
+            assert_eq!(data["tenant"], "a", "a session belongs to its config's tenant");
+            assert_eq!(data["provider"], "provider-echo");
+            assert_eq!(data["status"], "ACTIVE");
+        }
+        (Op::SendMessage | Op::CloseSession | Op::DeleteSession, _) => {
+            let id = cell.target.as_deref().unwrap();
+            let after = session_state(app, id).await;
+            match (op, expect) {
+                (Op::SendMessage, Data) => {
+                    assert_eq!(data, &json!({ "role": "assistant", "content": "hello" }));
+                    assert_eq!(after["messageCount"], 2);
+                }
+                (Op::CloseSession, Data) => assert_eq!(after["status"], "CLOSED"),
+                (Op::DeleteSession, Data) => assert!(after.is_null(), "deleted"),
+                _ => assert_eq!(
+                    after,
+                    json!({ "status": "ACTIVE", "messageCount": 0 }),
+                    "a refused {op:?} changes nothing"
+                ),
+            }
+            if expect == NotFound {
+                let missing = app
+                    .gql_as(world.token(who), cell.query, json!({ "id": Uuid::now_v7().to_string() }))
+                    .await;
+                assert_eq!(missing.body["errors"], res.body["errors"], "as a missing session");
+            }
         }
         // Kinds with nothing more to check: 401s and FORBIDDENs of reads.
         _ => {}
