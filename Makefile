@@ -9,8 +9,9 @@ run: tools-console console
 test: tools console
 	cargo test --workspace --exclude console --no-fail-fast -- --test-threads 4
 
+# wasm-opt 132 from target/tools (see Trunk.toml) ahead of any other on PATH.
 console:
-	trunk build --release
+	PATH="$(CURDIR)/target/tools/node_modules/.bin:$$PATH" trunk build --release
 
 tools-console:
 	bash .ci/tools.sh console

@@ -34,8 +34,13 @@ if ! command -v wasm-bindgen >/dev/null || [ "$(wasm-bindgen --version | awk '{p
   say "cargo install wasm-bindgen-cli $want"
   cargo install wasm-bindgen-cli --version "$want"
 fi
-# Trunk cannot download wasm-opt here: Debian's binaryen (version 108) is pinned in Trunk.toml.
-apt_install binaryen
+# Trunk cannot download wasm-opt here. Debian's binaryen 108 miscompiles wasm-bindgen's
+# externref table, so binaryen 132 comes from npm into target/tools (pinned in Trunk.toml).
+if [ "$(target/tools/node_modules/.bin/wasm-opt --version 2>/dev/null | awk '{print $3}')" != 132 ]; then
+  command -v npm >/dev/null || apt_install npm
+  say "npm install binaryen@132 (wasm-opt) into target/tools"
+  npm install --prefix target/tools --no-audit --no-fund --silent binaryen@132
+fi
 
 [ "$what" = console ] && exit 0
 

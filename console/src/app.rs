@@ -9,7 +9,7 @@ use leptos_router::{
 
 use crate::{
     auth::{Auth, use_auth},
-    components::nav::Nav,
+    components::{nav::Nav, status::Loading},
     pages::{
         audit::AuditLog,
         chat::Chat,
@@ -41,20 +41,26 @@ pub fn App() -> impl IntoView {
                         path=path!("/")
                         condition=signed_in
                         redirect_path=to_sign_in
+                        fallback=checking
                         view=|| view! { <Redirect path="/configs"/> }
                     />
-                    <ProtectedRoute path=path!("/configs") condition=signed_in redirect_path=to_sign_in view=ConfigList/>
-                    <ProtectedRoute path=path!("/configs/new") condition=signed_in redirect_path=to_sign_in view=ConfigNew/>
-                    <ProtectedRoute path=path!("/configs/:id") condition=signed_in redirect_path=to_sign_in view=ConfigDetail/>
-                    <ProtectedRoute path=path!("/configs/:id/edit") condition=signed_in redirect_path=to_sign_in view=ConfigEdit/>
-                    <ProtectedRoute path=path!("/sessions") condition=signed_in redirect_path=to_sign_in view=SessionList/>
-                    <ProtectedRoute path=path!("/sessions/:id") condition=signed_in redirect_path=to_sign_in view=Chat/>
-                    <ProtectedRoute path=path!("/audit") condition=admin redirect_path=to_home view=AuditLog/>
-                    <ProtectedRoute path=path!("/tokens") condition=admin redirect_path=to_home view=Tokens/>
+                    <ProtectedRoute path=path!("/configs") condition=signed_in redirect_path=to_sign_in fallback=checking view=ConfigList/>
+                    <ProtectedRoute path=path!("/configs/new") condition=signed_in redirect_path=to_sign_in fallback=checking view=ConfigNew/>
+                    <ProtectedRoute path=path!("/configs/:id") condition=signed_in redirect_path=to_sign_in fallback=checking view=ConfigDetail/>
+                    <ProtectedRoute path=path!("/configs/:id/edit") condition=signed_in redirect_path=to_sign_in fallback=checking view=ConfigEdit/>
+                    <ProtectedRoute path=path!("/sessions") condition=signed_in redirect_path=to_sign_in fallback=checking view=SessionList/>
+                    <ProtectedRoute path=path!("/sessions/:id") condition=signed_in redirect_path=to_sign_in fallback=checking view=Chat/>
+                    <ProtectedRoute path=path!("/audit") condition=admin redirect_path=to_home fallback=checking view=AuditLog/>
+                    <ProtectedRoute path=path!("/tokens") condition=admin redirect_path=to_home fallback=checking view=Tokens/>
                 </Routes>
             </main>
         </Router>
     }
+}
+
+/// Shown while the token kept in this tab is being checked.
+fn checking() -> impl IntoView {
+    view! { <Loading label="Checking your token…"/> }
 }
 
 /// The sign-in page, remembering where the user was going.
@@ -85,6 +91,12 @@ fn to_home() -> &'static str {
     "/configs"
 }
 
+/// An in-app path as an `href`: `<A>` does not add the router base to absolute paths,
+/// so links carry it themselves (`navigate` adds it on its own).
+pub fn url(path: impl AsRef<str>) -> String {
+    format!("{BASE}{}", path.as_ref())
+}
+
 /// Sets the tab title: "Configs · Keyward".
 pub fn set_title(title: &str) {
     if let Some(document) = web_sys::window().and_then(|w| w.document()) {
@@ -101,9 +113,9 @@ fn NotFound() -> impl IntoView {
             <h1>"Page not found"</h1>
             <p>"There is nothing at this address."</p>
             {move || if auth.principal.with(Option::is_some) {
-                view! { <A href="/configs">"Back to configs"</A> }.into_any()
+                view! { <A href=url("/configs")>"Back to configs"</A> }.into_any()
             } else {
-                view! { <A href="/signin">"Sign in"</A> }.into_any()
+                view! { <A href=url("/signin")>"Sign in"</A> }.into_any()
             }}
         </section>
     }

@@ -117,3 +117,31 @@ impl fmt::Display for ConsoleError {
 }
 
 impl std::error::Error for ConsoleError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_contract_code_maps_to_its_variant_and_back() {
+        for code in [
+            "UNAUTHENTICATED",
+            "FORBIDDEN",
+            "NOT_FOUND",
+            "BAD_USER_INPUT",
+            "CONFLICT",
+            "DECRYPTION_FAILED",
+            "PROVIDER_ERROR",
+            "UNAVAILABLE",
+            "INTERNAL",
+        ] {
+            let error = ConsoleError::from_code(code, "m".into(), None);
+            assert_eq!(error.code(), code);
+            assert_eq!(error.message(), "m");
+        }
+        assert!(matches!(
+            ConsoleError::from_code("SOMETHING_NEW", "m".into(), None),
+            ConsoleError::Server { .. }
+        ));
+    }
+}

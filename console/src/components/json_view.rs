@@ -126,13 +126,7 @@ fn is_secret_string(s: &str, path: &str, sensitive: &[String]) -> bool {
 fn holds_secret(value: &Value, path: &str, sensitive: &[String]) -> bool {
     match value {
         Value::String(s) => is_secret_string(s, path, sensitive),
-        Value::Object(_) | Value::Array(_) => {
-            is_sensitive(path, sensitive)
-                || sensitive.iter().any(|p| {
-                    p.starts_with(path)
-                        && matches!(p.as_bytes().get(path.len()), Some(b'.') | Some(b'['))
-                })
-        }
+        Value::Object(_) | Value::Array(_) => is_sensitive(path, sensitive),
         _ => false,
     }
 }

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_router::{components::A, hooks::use_navigate};
 
-use crate::auth::use_auth;
+use crate::{app::url, auth::use_auth};
 
 #[component]
 pub fn Nav() -> impl IntoView {
@@ -16,14 +16,14 @@ pub fn Nav() -> impl IntoView {
     view! {
         <header class="topbar">
             <a class="skip-link" href="#main">"Skip to content"</a>
-            <A href="/configs" attr:class="brand">"Keyward"</A>
+            <A href=url("/configs") attr:class="brand">"Keyward"</A>
             <Show when=move || auth.principal.with(Option::is_some)>
                 <nav class="mainnav" aria-label="Main">
-                    <A href="/configs" attr:data-test="nav-configs">"Configs"</A>
-                    <A href="/sessions" attr:data-test="nav-sessions">"Sessions"</A>
+                    <A href=url("/configs") attr:data-test="nav-configs">"Configs"</A>
+                    <A href=url("/sessions") attr:data-test="nav-sessions">"Sessions"</A>
                     <Show when=move || auth.is_admin()>
-                        <A href="/audit" attr:data-test="nav-audit">"Audit log"</A>
-                        <A href="/tokens" attr:data-test="nav-tokens">"API tokens"</A>
+                        <A href=url("/audit") attr:data-test="nav-audit">"Audit log"</A>
+                        <A href=url("/tokens") attr:data-test="nav-tokens">"API tokens"</A>
                     </Show>
                     <a href="/graphql" rel="external" data-test="nav-graphiql">"GraphiQL"</a>
                 </nav>

@@ -112,7 +112,7 @@ pub fn SecretsPanel(id: String, config_data: Value, sensitive_paths: Vec<String>
                 </Show>
             </div>
             <Show when=move || asking.get()>
-                <form id="reveal-form" class="reveal-form" on:submit=submit data-test="reveal-form">
+                <form id="reveal-form" class="reveal-form" novalidate on:submit=submit data-test="reveal-form">
                     <p class="notice" role="note">
                         <strong>"This read is audited."</strong>
                         " Your name, the reason you give and the time are recorded in the audit log "

@@ -3,7 +3,7 @@
 use leptos::{error::Errors, prelude::*};
 use leptos_router::components::A;
 
-use crate::error::ConsoleError;
+use crate::{app::url, error::ConsoleError};
 
 /// A polite "loading" line for `Transition` fallbacks and pending buttons.
 #[component]
@@ -19,14 +19,19 @@ pub fn Loading(#[prop(optional, into)] label: Option<String>) -> impl IntoView {
 
 /// One error, with its code, announced to screen readers.
 #[component]
-pub fn ErrorBanner(error: ConsoleError) -> impl IntoView {
-    let signed_out = matches!(error, ConsoleError::Unauthenticated(_));
+pub fn ErrorBanner(
+    error: ConsoleError,
+    /// Leave out the "Sign in again" link (on the sign-in page itself).
+    #[prop(optional)]
+    no_sign_in_link: bool,
+) -> impl IntoView {
+    let signed_out = matches!(error, ConsoleError::Unauthenticated(_)) && !no_sign_in_link;
     view! {
         <div class="error-banner" role="alert" data-test="error" data-code=error.code().to_owned()>
             <strong>{error.title()}</strong>
             <span class="code">{error.code().to_owned()}</span>
             <p>{error.message().to_owned()}</p>
-            {signed_out.then(|| view! { <A href="/signin">"Sign in again"</A> })}
+            {signed_out.then(|| view! { <A href=url("/signin")>"Sign in again"</A> })}
         </div>
     }
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::{
     api::gql,
-    app::set_title,
+    app::{set_title, url},
     components::{
         pager::{Cursor, Pager},
         status::Loader,
@@ -28,7 +28,7 @@ const AUDIT_QUERY: &str =
 }";
 
 /// The actions the contract names, for the filter's choices.
-const ACTIONS: [&str; 9] = [
+const ACTIONS: [&str; 10] = [
     "config.decrypt",
     "config.create",
     "config.update",
@@ -37,6 +37,7 @@ const ACTIONS: [&str; 9] = [
     "token.create",
     "token.revoke",
     "key.rotate",
+    "key.export",
     "auth.denied",
 ];
 
@@ -141,10 +142,11 @@ pub fn AuditLog() -> impl IntoView {
                     events.await.map(|conn| {
                         let shown = conn.nodes.len();
                         let rows = conn.nodes.into_iter().map(|e| {
-                            let outcome = if e.success { "ok" } else { "denied" };
+                            let outcome = if e.success { "ok" } else { "failed" };
                             let config = e.config_id.clone().map(|id| {
-                                let href = format!("/configs/{id}");
-                                view! { <A href=href><code>{id}</code></A> }
+                                let href = url(format!("/configs/{id}"));
+                                let short = id.split('-').next().unwrap_or_default().to_owned();
+                                view! { <A href=href attr:title=id><code>{short}</code></A> }
                             });
                             view! {
                                 <tr data-test="audit-row" data-action=e.action.clone() class:failed=!e.success>

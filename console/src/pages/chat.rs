@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::{
     api::{SubEvent, Subscription, gql, subscribe},
-    app::set_title,
+    app::{set_title, url},
     components::status::{ErrorBanner, Loader},
     error::ConsoleError,
     model::{Message, MessageChunk, Session, SessionStatus, short_time},
@@ -70,7 +70,7 @@ pub fn Chat() -> impl IntoView {
     });
     view! {
         <section class="page chat-page" data-test="chat-page">
-            <p class="breadcrumb"><A href="/sessions">"← Sessions"</A></p>
+            <p class="breadcrumb"><A href=url("/sessions")>"← Sessions"</A></p>
             <Loader>
                 {move || Suspend::new(async move { session.await.map(|s| view! { <ChatRoom session=s/> }) })}
             </Loader>
@@ -189,7 +189,7 @@ fn ChatRoom(session: Session) -> impl IntoView {
     });
 
     let active = move || status.get() == SessionStatus::Active;
-    let config_href = format!("/configs/{}", session.config_id);
+    let config_href = url(format!("/configs/{}", session.config_id));
     let close_id = session_id.clone();
     set_title(&format!(
         "Session {}",

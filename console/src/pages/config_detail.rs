@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::{
     api::gql,
-    app::set_title,
+    app::{set_title, url},
     components::{
         confirm::ConfirmButton,
         reveal::SecretsPanel,
@@ -87,13 +87,13 @@ pub fn ConfigDetail() -> impl IntoView {
 
     view! {
         <section class="page" data-test="config-page">
-            <p class="breadcrumb"><A href="/configs">"← Configs"</A></p>
+            <p class="breadcrumb"><A href=url("/configs")>"← Configs"</A></p>
             <Loader>
                 {move || Suspend::new(async move {
                     config.await.map(|c| {
                         set_title(&c.name);
-                        let edit = format!("/configs/{}/edit", c.id);
-                        let start = format!("/sessions?configId={}", c.id);
+                        let edit = url(format!("/configs/{}/edit", c.id));
+                        let start = url(format!("/sessions?configId={}", c.id));
                         let question = format!("Delete {}? This cannot be undone.", c.name);
                         let delete_id = c.id.clone();
                         let tags = c.tags.iter().map(|t| view! { <li class="tag">{t.clone()}</li> }).collect_view();

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     api::gql,
-    app::set_title,
+    app::{set_title, url},
     auth::use_auth,
     components::status::{ErrorBanner, FieldError, Loader},
     error::ConsoleError,
@@ -114,7 +114,7 @@ pub fn ConfigNew() -> impl IntoView {
     set_title("New config");
     view! {
         <section class="page" data-test="config-new-page">
-            <p class="breadcrumb"><A href="/configs">"← Configs"</A></p>
+            <p class="breadcrumb"><A href=url("/configs")>"← Configs"</A></p>
             <h1>"New config"</h1>
             <ConfigForm existing=None/>
         </section>
@@ -130,7 +130,7 @@ pub fn ConfigEdit() -> impl IntoView {
     view! {
         <section class="page" data-test="config-edit-page">
             <p class="breadcrumb">
-                <A href=move || format!("/configs/{}", id.get())>"← Back to the config"</A>
+                <A href=move || url(format!("/configs/{}", id.get()))>"← Back to the config"</A>
             </p>
             <h1>"Edit config"</h1>
             <Loader>
@@ -390,5 +390,45 @@ fn focus(id: &str) {
         .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
     {
         let _ = element.focus();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_editor_accepts_only_a_json_object() {
+        assert!(parse_document(r#"{"a": 1}"#).is_ok());
+        assert!(
+            parse_document("[1, 2]")
+                .unwrap_err()
+                .contains("JSON object")
+        );
+        assert!(parse_document("{\"a\": ").unwrap_err().contains("line 1"));
+    }
+
+    #[test]
+    fn tags_are_trimmed_and_deduplicated_in_order() {
+        assert_eq!(parse_tags(" prod, ai ,, prod,x "), vec!["prod", "ai", "x"]);
+    }
+
+    #[test]
+    fn input_errors_go_next_to_the_field_they_name() {
+        let named = |field: Option<&str>, message: &str| {
+            field_of(&ConsoleError::BadUserInput {
+                message: message.into(),
+                field: field.map(Into::into),
+            })
+        };
+        assert!(named(Some("name"), "too long") == Some(Field::Name));
+        assert!(named(None, "name must not be empty") == Some(Field::Name));
+        assert!(
+            named(
+                None,
+                "configData.providers[0].config.base_url: host not allowed"
+            ) == Some(Field::Data)
+        );
+        assert!(field_of(&ConsoleError::Conflict("stale".into())).is_none());
     }
 }

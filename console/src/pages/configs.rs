@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::{
     api::gql,
-    app::set_title,
+    app::{set_title, url},
     components::{
         pager::{Cursor, Pager},
         status::Loader,
@@ -83,7 +83,7 @@ pub fn ConfigList() -> impl IntoView {
         <section class="page" data-test="configs-page">
             <div class="page-head">
                 <h1>"Configs"</h1>
-                <A href="/configs/new" attr:class="button primary" attr:data-test="new-config">"New config"</A>
+                <A href=url("/configs/new") attr:class="button primary" attr:data-test="new-config">"New config"</A>
             </div>
             <form class="filters" role="search" on:submit=apply data-test="config-filters">
                 <div class="field">
@@ -118,7 +118,7 @@ pub fn ConfigList() -> impl IntoView {
                     configs.await.map(|conn| {
                         let shown = conn.nodes.len();
                         let rows = conn.nodes.into_iter().map(|c| {
-                            let href = format!("/configs/{}", c.id);
+                            let href = url(format!("/configs/{}", c.id));
                             let tags = c.tags.into_iter().map(|t| {
                                 let label = format!("Show configs tagged {t}");
                                 view! {
@@ -154,7 +154,7 @@ pub fn ConfigList() -> impl IntoView {
                         view! {
                             <Show when=move || { shown == 0 }>
                                 <p class="empty" data-test="configs-empty">"No configs match. "
-                                    <A href="/configs/new">"Create one"</A> "."
+                                    <A href=url("/configs/new")>"Create one"</A> "."
                                 </p>
                             </Show>
                             <div class="table-wrap">

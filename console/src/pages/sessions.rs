@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::{
     api::gql,
-    app::set_title,
+    app::{set_title, url},
     components::{
         pager::{Cursor, Pager},
         status::{ErrorBanner, Loader},
@@ -143,8 +143,8 @@ pub fn SessionList() -> impl IntoView {
                     sessions.await.map(|conn| {
                         let shown = conn.nodes.len();
                         let rows = conn.nodes.into_iter().map(|s| {
-                            let href = format!("/sessions/{}", s.id);
-                            let config_href = format!("/configs/{}", s.config_id);
+                            let href = url(format!("/sessions/{}", s.id));
+                            let config_href = url(format!("/configs/{}", s.config_id));
                             let status = s.status.as_str();
                             let short_session = short_id(&s.id);
                             let full_id = s.id.clone();
@@ -246,7 +246,7 @@ fn NewSession(preset: String) -> impl IntoView {
     };
 
     view! {
-        <form class="card new-session" on:submit=submit data-test="new-session-form">
+        <form class="card new-session" novalidate on:submit=submit data-test="new-session-form">
             <h2>"Start a session"</h2>
             <div class="row">
                 <div class="field grow">

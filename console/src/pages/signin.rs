@@ -7,7 +7,12 @@ use leptos_router::{
     hooks::{use_navigate, use_query_map},
 };
 
-use crate::{app::set_title, auth::use_auth, components::status::ErrorBanner, error::ConsoleError};
+use crate::{
+    app::{set_title, url},
+    auth::use_auth,
+    components::status::ErrorBanner,
+    error::ConsoleError,
+};
 
 #[component]
 pub fn SignIn() -> impl IntoView {
@@ -59,11 +64,11 @@ pub fn SignIn() -> impl IntoView {
             {move || auth.principal.get().map(|p| view! {
                 <p class="notice" data-test="already-signed-in">
                     "You are signed in as " <strong>{p.name}</strong> ". "
-                    <A href="/configs">"Go to configs"</A>
+                    <A href=url("/configs")>"Go to configs"</A>
                 </p>
             })}
             {move || auth.notice.get().map(|n| view! { <p class="notice" role="status" data-test="signin-notice">{n}</p> })}
-            <form class="card" on:submit=submit data-test="signin-form">
+            <form class="card" novalidate on:submit=submit data-test="signin-form">
                 <label for="token">"API token"</label>
                 <input
                     id="token"
@@ -92,7 +97,7 @@ pub fn SignIn() -> impl IntoView {
                         {bad_token.then(|| view! {
                             <p class="error-lead">"That token was not accepted: it is unknown, revoked or mistyped."</p>
                         })}
-                        <ErrorBanner error=e/>
+                        <ErrorBanner error=e no_sign_in_link=true/>
                     </div>
                 }
             })}

@@ -119,7 +119,7 @@ pub fn Tokens() -> impl IntoView {
     view! {
         <section class="page" data-test="tokens-page">
             <h1>"API tokens"</h1>
-            <form class="card" on:submit=submit data-test="token-form">
+            <form class="card" novalidate on:submit=submit data-test="token-form">
                 <h2>"Create a token"</h2>
                 <div class="row">
                     <div class="field grow">
@@ -191,7 +191,7 @@ pub fn Tokens() -> impl IntoView {
                                     <td data-label="Last used">{t.last_used_at.as_deref().map(short_time).unwrap_or_else(|| "never".into())}</td>
                                     <td data-label="State">
                                         {if t.revoked {
-                                            view! { <span class="outcome outcome-denied" data-test="token-revoked">"revoked"</span> }.into_any()
+                                            view! { <span class="outcome outcome-failed" data-test="token-revoked">"revoked"</span> }.into_any()
                                         } else {
                                             view! {
                                                 <ConfirmButton
