@@ -12,6 +12,10 @@ test: tools console
 # wasm-opt 132 from target/tools (see Trunk.toml) ahead of any other on PATH.
 console:
 	PATH="$(CURDIR)/target/tools/node_modules/.bin:$$PATH" trunk build --release
+	mkdir -p console/dist/graphiql
+	cp target/tools/node_modules/graphiql/graphiql.min.js target/tools/node_modules/graphiql/graphiql.min.css \
+	   target/tools/node_modules/react/umd/react.production.min.js \
+	   target/tools/node_modules/react-dom/umd/react-dom.production.min.js console/style/favicon.svg console/dist/graphiql/
 
 tools-console:
 	bash .ci/tools.sh console

@@ -42,6 +42,13 @@ if [ "$(target/tools/node_modules/.bin/wasm-opt --version 2>/dev/null | awk '{pr
   npm install --prefix target/tools --no-audit --no-fund --silent binaryen@132
 fi
 
+# GraphiQL's scripts, embedded with the console so /graphql works offline.
+if [ ! -f target/tools/node_modules/graphiql/graphiql.min.js ]; then
+  say "npm install graphiql@4.1.2 react@18.3.1 react-dom@18.3.1 into target/tools"
+  npm install --prefix target/tools --no-audit --no-fund --silent --legacy-peer-deps \
+    graphiql@4.1.2 react@18.3.1 react-dom@18.3.1
+fi
+
 [ "$what" = console ] && exit 0
 
 # --- the test suite ---------------------------------------------------------------------

@@ -46,6 +46,11 @@ pub fn is_built() -> bool {
     Assets::get("keyward-placeholder").is_none()
 }
 
+/// Whether GraphiQL's scripts were embedded too (`make console` copies them from npm).
+pub fn has_graphiql() -> bool {
+    Assets::get("graphiql/graphiql.min.js").is_some()
+}
+
 fn asset(path: &str) -> Response {
     // Client-side routes (no file extension) get the app's entry page.
     let (path, file) = match Assets::get(path) {

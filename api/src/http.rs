@@ -22,10 +22,10 @@ use tower_http::trace::TraceLayer;
 
 use crate::audit::AuditEntry;
 use crate::auth::{Principal, RequestMeta, token};
-use crate::{console, headers};
 use crate::error::{AppError, Code};
 use crate::schema::KeywardSchema;
 use crate::state::AppState;
+use crate::{console, headers};
 use entity::AuditAction;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -100,14 +100,30 @@ async fn graphiql() -> impl IntoResponse {
             .subscription_endpoint("/graphql/ws")
             .title("Keyward GraphiQL")
             .finish();
-        let csp = headers::page_csp(&html, "https://unpkg.com", "https://unpkg.com", "https://graphql.org");
-        (html, csp)
+        if console::has_graphiql() {
+            // Served from the binary: works offline, and the policy needs no CDN.
+            let html = LOCAL_GRAPHIQL.iter().fold(html, |html, (cdn, local)| html.replace(cdn, local));
+            let csp = headers::page_csp(&html, "", "", "");
+            (html, csp)
+        } else {
+            let csp = headers::page_csp(&html, "https://unpkg.com", "https://unpkg.com", "https://graphql.org");
+            (html, csp)
+        }
     });
     ([(header::CONTENT_SECURITY_POLICY, csp.clone())], Html(html.clone()))
 }
 
+/// GraphiQL's CDN assets and their copies embedded with the console (`make console`).
+const LOCAL_GRAPHIQL: [(&str, &str); 5] = [
+    ("https://unpkg.com/react@18/umd/react.development.js", "/console/graphiql/react.production.min.js"),
+    ("https://unpkg.com/react-dom@18/umd/react-dom.development.js", "/console/graphiql/react-dom.production.min.js"),
+    ("https://unpkg.com/graphiql@4/graphiql.min.css", "/console/graphiql/graphiql.min.css"),
+    ("https://unpkg.com/graphiql@4/graphiql.min.js", "/console/graphiql/graphiql.min.js"),
+    ("https://graphql.org/favicon.ico", "/console/graphiql/favicon.svg"),
+];
+
 async fn readyz(State(http): State<Http>) -> Response {
-    let database = crate::db::ping(&http.state.db).await;
+    let database = crate::db::ping(&http.state.db, http.state.settings.store.db_timeout).await;
     let body = json!({
         "database": if database { "ok" } else { "unavailable" },
         "keyring": { "state": "verified", "keys": http.state.keyring.len() },
@@ -152,12 +168,15 @@ pub async fn authenticate(
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+        .and_then(bearer_token);
     authenticate_bearer(state, ip, bearer, meta).await
+}
+
+/// The token of an `Authorization` header value: `Bearer <token>` (scheme in any case),
+/// surrounding whitespace trimmed. None for any other scheme or shape.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 pub async fn authenticate_bearer(
@@ -227,7 +246,12 @@ async fn graphql_ws(
 ) -> Response {
     let meta = meta_of(&req_id, &addr, &headers);
     let Http { state, schema } = http;
+    // A subscription message is a GraphQL request: the body limit applies to it too
+    // (tungstenite's defaults would take 64 MiB).
+    let max_message = state.settings.limits.max_body_bytes;
     upgrade
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             GraphQLWebSocket::new(socket, schema, protocol)
@@ -235,13 +259,7 @@ async fn graphql_ws(
                     let bearer = ["Authorization", "authorization"]
                         .iter()
                         .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
-                        .map(|v| {
-                            v.strip_prefix("Bearer ")
-                                .or_else(|| v.strip_prefix("bearer "))
-                                .unwrap_or(v)
-                                .trim()
-                                .to_owned()
-                        });
+                        .map(|v| bearer_token(v).unwrap_or(v.trim()).to_owned());
                     match authenticate_bearer(&state, addr.ip(), bearer.as_deref(), &meta).await {
                         Ok(principal) => {
                             let mut data = Data::default();
@@ -269,17 +287,8 @@ async fn graphql(
         Ok(p) => p,
         Err(res) => return res,
     };
-    if let Some(ct) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        && !ct
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with("application/json")
-        && !ct
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with("application/graphql-response+json")
+    if let Some(ct) = headers.get(header::CONTENT_TYPE)
+        && !is_json_content_type(ct)
     {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -288,16 +297,41 @@ async fn graphql(
         );
     }
     let limits = &state.settings.limits;
-    let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
-            let message = format!(
-                "the request body is over the {} byte limit",
-                limits.max_body_bytes
-            );
-            return error_response(StatusCode::PAYLOAD_TOO_LARGE, Code::BadUserInput, &message);
-        }
+    // One deadline for the whole request: a body that trickles in counts against it too.
+    let deadline = tokio::time::Instant::now() + limits.request_timeout;
+    let too_large = || {
+        let message = format!(
+            "the request body is over the {} byte limit",
+            limits.max_body_bytes
+        );
+        error_response(StatusCode::PAYLOAD_TOO_LARGE, Code::BadUserInput, &message)
     };
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return too_large();
+    }
+    let bytes =
+        match tokio::time::timeout_at(deadline, read_body(body, limits.max_body_bytes)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(BodyError::TooLarge)) => return too_large(),
+            Ok(Err(BodyError::Broken)) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    Code::BadUserInput,
+                    "the request body could not be read",
+                );
+            }
+            Err(_) => {
+                let message = format!(
+                    "the request body did not arrive within {} seconds",
+                    limits.request_timeout.as_secs_f64()
+                );
+                return error_response(StatusCode::REQUEST_TIMEOUT, Code::BadUserInput, &message);
+            }
+        };
     let batch: BatchRequest = match serde_json::from_slice(&bytes) {
         Ok(b) => b,
         Err(e) => {
@@ -313,12 +347,7 @@ async fn graphql(
         return error_response(StatusCode::BAD_REQUEST, Code::BadUserInput, &message);
     }
     let batch = batch.data(principal).data(meta);
-    let response = match tokio::time::timeout(
-        limits.request_timeout,
-        http.schema.execute_batch(batch),
-    )
-    .await
-    {
+    let response = match tokio::time::timeout_at(deadline, http.schema.execute_batch(batch)).await {
         Ok(response) => response,
         Err(_) => {
             let e = AppError::Unavailable("request timed out".into());
@@ -331,4 +360,71 @@ async fn graphql(
     };
     // Error codes were set by the schema's ErrorCodes extension.
     async_graphql_axum::GraphQLResponse::from(response).into_response()
+}
+
+/// `application/json` (the GraphQL-over-HTTP request type), parameters allowed, any case.
+fn is_json_content_type(value: &HeaderValue) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("application/graphql-response+json")
+}
+
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// Reads a body of at most `max` bytes, stopping as soon as it is over.
+async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, BodyError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Broken)?;
+        if bytes.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_taken_from_the_bearer_scheme_only() {
+        assert_eq!(bearer_token("Bearer kw_abc"), Some("kw_abc"));
+        assert_eq!(bearer_token("bearer kw_abc "), Some("kw_abc"));
+        assert_eq!(bearer_token("BEARER  kw_abc"), Some("kw_abc"));
+        assert_eq!(bearer_token("Bearer "), Some(""));
+        assert_eq!(bearer_token("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(bearer_token("Bearerkw_abc"), None);
+        assert_eq!(bearer_token("kw_abc"), None);
+        assert_eq!(bearer_token(""), None);
+    }
+
+    #[test]
+    fn only_json_content_types_are_accepted() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ;x=y",
+        ] {
+            assert!(is_json_content_type(&HeaderValue::from_static(ok)), "{ok}");
+        }
+        for no in [
+            "application/jsonx",
+            "text/plain",
+            "application/json-patch+json",
+            "",
+            "application/graphql",
+        ] {
+            assert!(!is_json_content_type(&HeaderValue::from_static(no)), "{no}");
+        }
+    }
 }

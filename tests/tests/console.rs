@@ -589,3 +589,49 @@ async fn the_console_fits_a_phone_screen() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn graphiql_is_served_from_the_binary_and_runs_the_readme_query() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    assert!(
+        keyward::console::has_graphiql(),
+        "GraphiQL's scripts are not embedded: run `make console` before the tests"
+    );
+    let token = app.admin_token.clone();
+    let graphiql = format!("{}/graphql", app.address);
+    with_browser(&app, "graphiql", |b| async move {
+        b.client.goto(&graphiql).await.expect("navigate");
+        b.find(".graphiql-container .graphiql-query-editor .CodeMirror").await;
+        b.click("[data-name=headers]").await;
+        let headers = json!({ "Authorization": format!("Bearer {token}") }).to_string();
+        let query = "mutation { createConfig(input: { name: \"from-graphiql\", \
+            configData: { providers: [{ module: \"provider-echo\", config: { api_key: \"sk-demo-123\" } }] } }) \
+            { id encrypted sensitivePaths configData } }";
+        let set = b
+            .client
+            .execute(
+                "const shown = document.querySelectorAll(
+                     '.graphiql-editor-tool[aria-label=Headers] .graphiql-editor:not(.hidden) .CodeMirror');
+                 shown[0].CodeMirror.setValue(arguments[0]);
+                 document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(arguments[1]);
+                 return shown.length;",
+                vec![json!(headers), json!(query)],
+            )
+            .await
+            .expect("fill the editors");
+        assert_eq!(set, json!(1), "one headers editor on show");
+        b.click(".graphiql-execute-button").await;
+        b.until("the result shows the encrypted key", || async {
+            b.text(".result-window").await.contains("enc:gAAAA")
+        })
+        .await;
+        let result = b.text(".result-window").await;
+        assert!(result.contains("providers[0].config.api_key") && !result.contains("sk-demo-123"), "{result}");
+        b.shot("readme-query").await;
+        b.assert_no_console_errors().await;
+    })
+    .await;
+    let stored = app.gql("{ configs(search: \"from-graphiql\") { totalCount } }", json!({})).await;
+    assert_eq!(stored.data("configs")["totalCount"], 1);
+    app.stop().await;
+}
