@@ -3,6 +3,7 @@ use entity::{AuditAction, SealedJson, config, config_tag};
 use sea_orm::sea_query::extension::sqlite::SqliteExpr;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
+    QuerySelect,
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
     QueryFilter, Set, TransactionTrait,
 };
@@ -182,8 +183,16 @@ pub async fn update(
         .transpose()?;
 
     let txn = db.begin().await?;
-    let current = find_visible(&txn, by, id)
+    // Locked until commit (PostgreSQL; SQLite's single writer serialises anyway): racing
+    // updates without expectedVersion apply one after the other instead of conflicting.
+    let mut locked = config::Entity::find_by_id(id);
+    if txn.get_database_backend() == DbBackend::Postgres {
+        locked = locked.lock_exclusive();
+    }
+    let current = locked
+        .one(&txn)
         .await?
+        .filter(|c| by.can_see(&c.tenant))
         .ok_or(AppError::NotFound("config"))?;
     if let Some(expected) = changes.expected_version
         && expected != current.version
