@@ -23,6 +23,12 @@ tools-console:
 tools:
 	bash .ci/tools.sh all
 
+# Keyward against PostgreSQL's own limit, with wrk and pgbench on a fresh database (needs
+# PostgreSQL running; installs wrk if missing). Minutes, not part of `make test`; BENCH_RUNS=3
+# for medians, other knobs in tests/bench/README.md.
+bench:
+	cargo run --release -p tests --bin bench
+
 check:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --exclude console --all-targets -- -D warnings

@@ -1,4 +1,10 @@
 //! Connecting to the store: PostgreSQL, or SQLite (the embedded default).
+//!
+//! When the database goes away the pool must neither hang a request nor stay broken once
+//! it returns: every checkout is bounded by `db_timeout` (so a request fails with
+//! UNAVAILABLE instead of waiting), a pooled connection is tested before it is handed out
+//! (a connection cut while idle is replaced, not used), and new connections are opened on
+//! demand, so the service recovers by itself. tests/tests/faults.rs holds it to this.
 
 use std::time::Duration;
 
@@ -34,6 +40,9 @@ pub async fn connect(store: &StoreSettings) -> Result<DatabaseConnection, sea_or
         .acquire_timeout(store.db_timeout)
         .connect_timeout(store.db_timeout)
         .idle_timeout(Duration::from_secs(300))
+        // Pings an idle connection before use: one the network cut while it sat in the
+        // pool is dropped and replaced instead of failing the request that drew it.
+        .test_before_acquire(true)
         .sqlx_logging(false);
     if is_sqlite(&url) {
         // One connection: SQLite has one writer anyway, and a single connection cannot
@@ -51,7 +60,17 @@ pub async fn connect(store: &StoreSettings) -> Result<DatabaseConnection, sea_or
     } else {
         options
             .max_connections(store.db_max_connections)
-            .min_connections(1);
+            .min_connections(1)
+            .map_sqlx_postgres_opts(|o| {
+                // A client that vanishes mid-transaction (a partition, a killed process)
+                // would otherwise keep its row locks until TCP notices, hours later, and
+                // every writer of those rows would queue behind it. Keyward's
+                // transactions are a few statements with no waiting in between.
+                o.options([(
+                    "idle_in_transaction_session_timeout",
+                    IDLE_IN_TRANSACTION_TIMEOUT.as_millis().to_string(),
+                )])
+            });
     }
     Database::connect(options).await
 }
@@ -60,9 +79,14 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
     Migrator::up(db, None).await
 }
 
-/// The cheapest round trip, for /readyz.
-pub async fn ping(db: &DatabaseConnection) -> bool {
-    db.ping().await.is_ok()
+/// How long PostgreSQL lets one of our sessions sit idle inside a transaction.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The cheapest round trip, for /readyz, within `timeout`: the checkout is bounded by the
+/// pool, the round trip on a connection that stopped answering after it was checked out
+/// is bounded here.
+pub async fn ping(db: &DatabaseConnection, timeout: Duration) -> bool {
+    matches!(tokio::time::timeout(timeout, db.ping()).await, Ok(Ok(())))
 }
 
 pub fn backend_name(db: &DatabaseConnection) -> &'static str {

@@ -17,19 +17,37 @@ const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let headers = res.headers_mut();
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(API_CSP));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(API_CSP));
     headers.remove(header::SERVER);
     res
 }
 
 /// A policy for an HTML page: its own inline scripts (by hash), same-origin requests and
 /// sockets, wasm compilation, and whatever `extra` sources the page loads.
-pub fn page_csp(html: &str, extra_scripts: &str, extra_styles: &str, extra_images: &str) -> HeaderValue {
+pub fn page_csp(
+    html: &str,
+    extra_scripts: &str,
+    extra_styles: &str,
+    extra_images: &str,
+) -> HeaderValue {
     let hashes: String = inline_scripts(html)
-        .map(|body| format!(" 'sha256-{}'", STANDARD.encode(Sha256::digest(body.as_bytes()))))
+        .map(|body| {
+            format!(
+                " 'sha256-{}'",
+                STANDARD.encode(Sha256::digest(body.as_bytes()))
+            )
+        })
         .collect();
     let policy = format!(
         "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{hashes} {extra_scripts}; \
@@ -53,7 +71,10 @@ fn inline_scripts(html: &str) -> impl Iterator<Item = &str> {
 
 /// CORS: no cross-origin browser access unless KEYWARD_CORS_ORIGINS lists origins.
 pub fn cors(origins: &[String]) -> CorsLayer {
-    let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o.trim()).ok()).collect();
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+        .collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(allowed))
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
@@ -72,7 +93,11 @@ mod tests {
         assert_eq!(inline_scripts(html).collect::<Vec<_>>(), ["init()"]);
         let csp = page_csp(html, "https://x", "", "");
         let expected = STANDARD.encode(Sha256::digest(b"init()"));
-        assert!(csp.to_str().unwrap().contains(&format!("'sha256-{expected}'")));
+        assert!(
+            csp.to_str()
+                .unwrap()
+                .contains(&format!("'sha256-{expected}'"))
+        );
         assert!(!csp.to_str().unwrap().contains("unsafe-inline' https://x;"));
     }
 }

@@ -204,7 +204,10 @@ pub async fn authenticate_bearer(
         );
         return Err(res);
     }
-    match token::authenticate(&state.db, state.settings.admin_token.as_ref(), presented).await {
+    let cache = Some(&*state.token_cache);
+    match token::authenticate_cached(&state.db, cache, state.settings.admin_token.as_ref(), presented)
+        .await
+    {
         Ok(Some(principal)) => Ok(principal),
         Ok(None) => {
             let verdict = state.auth_throttle.record_failure(ip);
@@ -311,6 +314,12 @@ async fn graphql(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if announced.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        // Read on (and discard) a body that is not much over, so that the client, still
+        // sending, gets to read the 413 rather than a reset connection; a far larger one
+        // is not worth reading.
+        if announced.is_some_and(|n| n <= drain_cap(limits.max_body_bytes) as u64) {
+            drain(body.into_data_stream(), drain_cap(limits.max_body_bytes)).await;
+        }
         return too_large();
     }
     let bytes =
@@ -377,7 +386,8 @@ enum BodyError {
     Broken,
 }
 
-/// Reads a body of at most `max` bytes, stopping as soon as it is over.
+/// Reads a body of at most `max` bytes. One that is over is read on and discarded up to
+/// [`drain_cap`] (see [`drain`]) before it is refused.
 async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, BodyError> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
@@ -385,11 +395,36 @@ async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, BodyError> {
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| BodyError::Broken)?;
         if bytes.len() + chunk.len() > max {
+            drop(bytes);
+            drain(stream, drain_cap(max).saturating_sub(max)).await;
             return Err(BodyError::TooLarge);
         }
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// How much of a refused body is read and thrown away: four times the limit, at least
+/// 1 MiB.
+fn drain_cap(max: usize) -> usize {
+    max.saturating_mul(4).max(1024 * 1024)
+}
+
+/// Discards up to `cap` more bytes of a refused body, for at most a second. Closing the
+/// connection while the client is still sending makes the kernel reset it, and many
+/// clients then report the reset instead of the 413 they were sent.
+async fn drain(mut stream: axum::body::BodyDataStream, cap: usize) {
+    use futures::StreamExt;
+    let discard = async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > cap {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), discard).await;
 }
 
 #[cfg(test)]

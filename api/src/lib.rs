@@ -14,6 +14,7 @@ pub mod http;
 pub mod keys;
 pub mod pagination;
 pub mod providers;
+pub mod query_cache;
 pub mod schema;
 pub mod session;
 pub mod settings;

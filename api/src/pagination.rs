@@ -78,7 +78,31 @@ where
     E::Model: Send + Sync,
     C: ConnectionTrait,
 {
-    let total = query.clone().count(db).await?;
+    fetch_counting(db, query, id, first, after, true).await
+}
+
+/// [`fetch`], counting the matches only when `count`: the count reads every matching row
+/// where the page reads `first + 1`, and a client that selected no `totalCount` (see
+/// [`wants_total`]) gets 0 unseen. It was most of a `configs(first: 20)` page's database
+/// time (make bench).
+pub async fn fetch_counting<E, C>(
+    db: &C,
+    query: Select<E>,
+    id: E::Column,
+    first: u64,
+    after: Option<Uuid>,
+    count: bool,
+) -> Result<(Vec<E::Model>, bool, u64), AppError>
+where
+    E: EntityTrait,
+    E::Model: Send + Sync,
+    C: ConnectionTrait,
+{
+    let total = if count {
+        query.clone().count(db).await?
+    } else {
+        0
+    };
     let query = match after {
         Some(after) => query.filter(id.lt(after)),
         None => query,
@@ -87,6 +111,11 @@ where
     let has_next = rows.len() as u64 > first;
     rows.truncate(first as usize);
     Ok((rows, has_next, total))
+}
+
+/// Whether the connection this resolver returns has its `totalCount` selected.
+pub fn wants_total(ctx: &async_graphql::Context<'_>) -> bool {
+    ctx.look_ahead().field("totalCount").exists()
 }
 
 /// Builds a page from `(id, node)` pairs in order.

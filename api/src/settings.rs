@@ -79,22 +79,26 @@ pub struct Settings {
 /// Refusals that keep one client from hurting the others.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Limits {
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes; also the largest WebSocket message. Over it: 413.
     #[arg(long, env = "KEYWARD_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Largest configData document, in bytes of JSON.
     #[arg(long, env = "KEYWARD_MAX_CONFIG_BYTES", default_value_t = 1024 * 1024)]
     pub max_config_bytes: usize,
-    /// Deepest query nesting.
+    /// Deepest query nesting (fields within fields, fragments followed). Text nested
+    /// deeper than this plus 64 (at least 128) is refused before it is parsed.
     #[arg(long, env = "KEYWARD_MAX_QUERY_DEPTH", default_value_t = 32)]
     pub max_query_depth: usize,
-    /// Most fields (and aliases) one operation may select, counted by complexity.
+    /// Most fields one operation may select: every alias, repeat and `__typename` counts,
+    /// with fragment spreads expanded. Also bounds directives per operation, and fragment
+    /// spreads (four times this).
     #[arg(long, env = "KEYWARD_MAX_QUERY_COMPLEXITY", default_value_t = 1000)]
     pub max_query_complexity: usize,
     /// Most operations in one batched request.
     #[arg(long, env = "KEYWARD_MAX_BATCH", default_value_t = 10)]
     pub max_batch: usize,
-    /// Longest a request may run (streams excepted) before it is cut off.
+    /// Longest a request may take, reading its body included (streams excepted): a body
+    /// still arriving then gets 408, a request still running 503 UNAVAILABLE.
     #[arg(long, env = "KEYWARD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
     /// Failed authentications one client IP may make per minute before it is throttled.
@@ -156,7 +160,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m or h)")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    // Found by fuzzing (api/fuzz, text_inputs): `from_secs_f64` panics on a value too
+    // large for a Duration, so `KEYWARD_REQUEST_TIMEOUT=99999999999999999999h` crashed.
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is too long a duration"))
 }
 
 #[cfg(test)]
@@ -171,5 +177,8 @@ mod tests {
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("250666666666666666666666666ms").is_err());
+        assert!(parse_duration("1e400").is_err());
+        assert!(parse_duration(&"9".repeat(400)).is_err());
     }
 }

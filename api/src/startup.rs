@@ -88,13 +88,23 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `stop` resolves, then drains within the grace period.
+    /// Serves until `stop` resolves, then drains within the grace period: the listener
+    /// closes at once (new connections are refused), requests in flight finish, idle
+    /// keep-alive connections close, and streams over WebSocket (which axum no longer
+    /// tracks once upgraded) run to their end. Whatever is left when the grace period is
+    /// over is cut off; either way the result is Ok, so the process exits 0.
     pub async fn run_until(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = self.state.settings.shutdown_grace;
+        // Keeps the token cache in step with the store while serving; stops with it.
+        let _listening = crate::auth::cache::listen(self.state.token_cache.clone(), &self.state.db);
         let schema = schema::build_schema(self.state.clone());
+        let streams = schema
+            .data::<schema::InFlightStreams>()
+            .expect("build_schema stores the stream tracker")
+            .clone();
         let app = http::router(self.state, schema);
         tracing::info!(address = %self.listener.local_addr()?, "keyward is listening");
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
@@ -105,24 +115,47 @@ impl Application {
         .with_graceful_shutdown(async move {
             stop.await;
             tracing::info!(
-                grace_secs = grace.as_secs(),
-                "shutting down: draining in-flight requests"
+                grace_secs = grace.as_secs_f64(),
+                "shutting down: draining in-flight requests and streams"
             );
             let _ = stopped_tx.send(());
         });
         let serve = tokio::spawn(async move { serve.await });
         let abort = serve.abort_handle();
-        tokio::spawn(async move {
-            if stopped_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
+        let drained = async {
+            let served = match serve.await {
+                Ok(result) => result,
+                Err(e) if e.is_cancelled() => Ok(()),
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            if served.is_err() {
+                // Not a shutdown: nothing to wait for.
+                return served;
+            }
+            let live = streams.live();
+            if live > 0 {
+                tracing::info!(streams = live, "waiting for streams to finish");
+            }
+            streams.drain().await;
+            served
+        };
+        let grace_over = async {
+            if stopped_rx.await.is_err() {
+                // The server ended without being asked to: nothing to time.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = drained => {
+                tracing::info!("drained: exiting");
+                result
+            }
+            () = grace_over => {
                 tracing::warn!("grace period over: closing the remaining connections");
                 abort.abort();
+                Ok(())
             }
-        });
-        match serve.await {
-            Ok(result) => result,
-            Err(e) if e.is_cancelled() => Ok(()),
-            Err(e) => Err(std::io::Error::other(e)),
         }
     }
 }

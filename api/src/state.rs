@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
-use crate::auth::FailedAuthThrottle;
+use crate::auth::{FailedAuthThrottle, TokenCache};
 use crate::crypto::{Keyring, SealedBoxKeys};
 use crate::providers::{ProviderSettings, Providers};
 use crate::settings::Settings;
@@ -16,6 +16,8 @@ pub struct AppState {
     pub sealed_keys: Arc<SealedBoxKeys>,
     pub settings: Arc<Settings>,
     pub auth_throttle: Arc<FailedAuthThrottle>,
+    /// Verified bearer tokens; kept in step with the store by `auth::cache::listen`.
+    pub token_cache: Arc<TokenCache>,
     pub providers: Providers,
 }
 
@@ -34,6 +36,7 @@ impl AppState {
             auth_throttle: Arc::new(FailedAuthThrottle::new(
                 settings.limits.auth_failures_per_minute,
             )),
+            token_cache: Arc::new(TokenCache::new()),
             keyring: Arc::new(keyring),
             sealed_keys: Arc::new(sealed_keys),
             settings: Arc::new(settings),

@@ -10,6 +10,7 @@ mod m20261124_000002_create_api_tokens;
 mod m20261124_000003_create_audit_events;
 mod m20261124_000004_create_sessions;
 mod m20261124_000005_create_keyring_checks;
+mod m20261124_000006_notify_api_token_changes;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_create_audit_events::Migration),
             Box::new(m20261124_000004_create_sessions::Migration),
             Box::new(m20261124_000005_create_keyring_checks::Migration),
+            Box::new(m20261124_000006_notify_api_token_changes::Migration),
         ]
     }
 }

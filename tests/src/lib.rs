@@ -6,6 +6,7 @@
 //! Tracing is quiet unless TEST_LOG is set.
 
 pub mod fake_providers;
+pub mod tcp_proxy;
 
 use std::sync::Once;
 
@@ -41,6 +42,9 @@ pub struct TestApp {
     pub settings: Settings,
     /// The server's own connection, for reading the store directly.
     pub db: DatabaseConnection,
+    /// The database's own URL, which the server may reach by another route
+    /// ([`TestApp::spawn_routed`]).
+    pub database_url: String,
     pub kind: Db,
     pub client: reqwest::Client,
     pg_database: Option<String>,
@@ -98,38 +102,25 @@ impl TestApp {
 
     /// Spawns with settings changed by `configure` (port, database and keys are set first).
     pub async fn spawn_with(kind: Db, configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_routed(kind, str::to_owned, configure).await
+    }
+
+    /// Like [`TestApp::spawn_with`], but the server is given `route(url)` as its
+    /// DATABASE_URL instead of the fresh database's own URL: a way to put something (a
+    /// [`tcp_proxy::TcpProxy`]) between the server and its database. The database is
+    /// still created and dropped as usual; `database_url` is its direct URL.
+    pub async fn spawn_routed(
+        kind: Db,
+        route: impl FnOnce(&str) -> String,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
-        let (url, pg_database) = match kind {
-            Db::Sqlite => (
-                format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("keyward.db").display()
-                ),
-                None,
-            ),
-            Db::Postgres => {
-                let name = format!("keyward_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(postgres_admin_url())
-                    .await
-                    .expect("PostgreSQL at KEYWARD_TEST_PG_URL");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create test database");
-                admin.close().await.ok();
-                let base = postgres_admin_url();
-                let url = format!(
-                    "{}/{name}",
-                    base.rsplit_once('/').expect("a database URL").0
-                );
-                (url, Some(name))
-            }
-        };
+        let (url, pg_database) = fresh_database(kind, dir.path()).await;
         let key = keyward::crypto::Keyring::generate_key();
         let admin_token = format!("test-admin-{}", uuid::Uuid::new_v4().simple());
         let mut settings = Settings::new(StoreSettings::new(
-            Some(url),
+            Some(route(&url)),
             dir.path().to_path_buf(),
             Some(key.clone()),
         ));
@@ -137,7 +128,9 @@ impl TestApp {
         settings.admin_token = Some(SecretString::from(admin_token.clone()));
         settings.provider_hosts = vec!["127.0.0.1".into()];
         configure(&mut settings);
-        Self::boot(settings, kind, admin_token, key, pg_database, dir).await
+        let mut app = Self::boot(settings, kind, admin_token, key, pg_database, dir).await;
+        app.database_url = url;
+        app
     }
 
     /// A second server process on `other`'s database, with the same keyring and admin
@@ -192,6 +185,7 @@ impl TestApp {
             port,
             admin_token,
             key,
+            database_url: settings.store.database_url.clone().unwrap_or_default(),
             settings,
             db,
             kind,
@@ -331,6 +325,34 @@ impl TestApp {
 
     pub fn key(&self) -> &str {
         self.key.expose_secret()
+    }
+}
+
+/// A fresh database of `kind`: a SQLite file in `dir`, or a uniquely named PostgreSQL
+/// database (its name is returned so that it can be dropped).
+async fn fresh_database(kind: Db, dir: &std::path::Path) -> (String, Option<String>) {
+    match kind {
+        Db::Sqlite => (
+            format!("sqlite://{}?mode=rwc", dir.join("keyward.db").display()),
+            None,
+        ),
+        Db::Postgres => {
+            let name = format!("keyward_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = Database::connect(postgres_admin_url())
+                .await
+                .expect("PostgreSQL at KEYWARD_TEST_PG_URL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            admin.close().await.ok();
+            let base = postgres_admin_url();
+            let url = format!(
+                "{}/{name}",
+                base.rsplit_once('/').expect("a database URL").0
+            );
+            (url, Some(name))
+        }
     }
 }
 

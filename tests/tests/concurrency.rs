@@ -271,11 +271,9 @@ async fn a_mixed_load_of_every_kind_of_request_finishes_without_deadlock(app: &T
     let outcomes = outcomes.into_inner().unwrap();
     let allowed = |op: &str, outcome: &str| match outcome {
         "ok" => true,
-        // Another worker moved the version, or raced a turn. "update" (no
-        // expectedVersion) is here only until config::service::update stops refusing
-        // unversioned updates that race: see
-        // `updates_without_an_expected_version_all_apply_when_they_race` below.
-        "CONFLICT" => matches!(op, "update-versioned" | "message" | "update"),
+        // Another worker moved the version, or raced a turn. An update without
+        // expectedVersion never conflicts (see the test below).
+        "CONFLICT" => matches!(op, "update-versioned" | "message"),
         // Another worker deleted the shared config (a read of it answers null, not this).
         "NOT_FOUND" => matches!(
             op,

@@ -1,8 +1,6 @@
 use chrono::{DateTime, Utc};
 use entity::{AuditAction, audit_event};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use crate::auth::{Principal, RequestMeta};
@@ -73,11 +71,15 @@ impl AuditEntry {
 
     /// Writes the event. A failure is UNAVAILABLE: whatever it audits must not proceed.
     pub async fn record(self, db: &impl ConnectionTrait) -> Result<(), AppError> {
-        self.model.insert(db).await.map_err(|e| {
-            tracing::error!(error = %e, "audit write failed");
-            crate::telemetry::metrics::record_audit_write_failure();
-            AppError::Unavailable(Box::new(e))
-        })?;
+        // Without RETURNING: nobody reads the row back, so the store need not send it.
+        audit_event::Entity::insert(self.model)
+            .exec_without_returning(db)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "audit write failed");
+                crate::telemetry::metrics::record_audit_write_failure();
+                AppError::Unavailable(Box::new(e))
+            })?;
         Ok(())
     }
 }

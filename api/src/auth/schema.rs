@@ -160,6 +160,8 @@ impl AuthMutation {
             .map_err(AppError::from)?;
         let revoked = token::revoke(&txn, ctx.data_unchecked(), ctx.data_unchecked(), id).await?;
         txn.commit().await.map_err(AppError::from)?;
+        // This process forgets it now; the others when the table's trigger notifies them.
+        state.token_cache.invalidate();
         Ok(revoked)
     }
 }

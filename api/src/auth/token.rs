@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::cache::TokenCache;
 use super::principal::DEFAULT_TENANT;
 use super::{Principal, RequestMeta};
 use crate::audit::AuditEntry;
@@ -52,6 +53,17 @@ pub async fn authenticate(
     admin_token: Option<&SecretString>,
     presented: &str,
 ) -> Result<Option<Principal>, AppError> {
+    authenticate_cached(db, None, admin_token, presented).await
+}
+
+/// [`authenticate`], answered from `cache` when it holds the token; see [`super::cache`]
+/// for why a revocation still takes effect on the next request.
+pub async fn authenticate_cached(
+    db: &impl ConnectionTrait,
+    cache: Option<&TokenCache>,
+    admin_token: Option<&SecretString>,
+    presented: &str,
+) -> Result<Option<Principal>, AppError> {
     if let Some(admin) = admin_token
         && secrets_equal(admin.expose_secret(), presented)
     {
@@ -60,7 +72,13 @@ pub async fn authenticate(
     if !presented.starts_with(TOKEN_PREFIX) {
         return Ok(None);
     }
-    let digest = hash(presented);
+    let raw_digest: super::cache::Digest = Sha256::digest(presented.as_bytes()).into();
+    if let Some(principal) = cache.and_then(|c| c.get(&raw_digest)) {
+        return Ok(Some(principal));
+    }
+    // Read before the lookup: an invalidation after this point voids what it finds.
+    let epoch = cache.map(TokenCache::epoch);
+    let digest = hex::encode(raw_digest);
     let Some(row) = api_token::Entity::find()
         .filter(api_token::Column::TokenHash.eq(&digest))
         .one(db)
@@ -82,12 +100,16 @@ pub async fn authenticate(
             .exec(db)
             .await?;
     }
-    Ok(Some(Principal {
+    let principal = Principal {
         name: row.name,
         role: row.role,
         tenant: row.tenant,
         token_id: Some(row.id),
-    }))
+    };
+    if let (Some(cache), Some(epoch)) = (cache, epoch) {
+        cache.insert(raw_digest, principal.clone(), epoch);
+    }
+    Ok(Some(principal))
 }
 
 pub struct NewToken {

@@ -90,8 +90,9 @@ impl ConfigQuery {
         let (state, principal, _) = context(ctx);
         let args = PageArgs::parse(first, after)?;
         let filter = ConfigFilter { search, tag };
+        let count = crate::pagination::wants_total(ctx);
         let (rows, has_next, total) =
-            service::list(&state.db, principal, &filter, args.first, args.after).await?;
+            service::list(&state.db, principal, &filter, args.first, args.after, count).await?;
         let items = rows
             .into_iter()
             .map(|row| (row.id, ConfigView::sealed(row)))

@@ -143,4 +143,54 @@ mod tests {
             assert!(!looks_like_credential(value), "{value} should stay plain");
         }
     }
+
+    /// More of the formats the detector claims, and the near misses next to each of them
+    /// (issue 7 point 4): one character short, a character outside the alphabet, the
+    /// prefix alone, public material, a case change.
+    #[test]
+    fn every_claimed_format_is_detected_and_its_near_misses_are_not() {
+        let detected = [
+            "gho_abcdefghijklmnopqrstuvwxyz0123456789",
+            "ghs_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+            "ghu_abcdefghijklmnopqrstuvwxyz0123456789",
+            "xoxb-123456789012-1234567890123-abcdefghijklmnopqrstuvwx",
+            "xoxp-123456789012-123456789012-abcdefabcdef",
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "ASIAIOSFODNN7EXAMPLE",
+            "sk-ant-admin01-abcdefghijklmnopqrstuvwxyz_0123",
+            "  sk-proj-abcdefghijklmnopqrstuvwxyz012345\n",
+            "-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----",
+            "-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----",
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIF\n-----END ENCRYPTED PRIVATE KEY-----",
+        ];
+        for value in detected {
+            assert!(
+                looks_like_credential(value),
+                "{value:?} should look like a credential"
+            );
+        }
+        let near_misses = [
+            "sk-ant-",
+            "sk-ant-short",
+            "sk-abcdefghijklmnopqrs",
+            "sk-abcdefghijklmnopqrstuvwxyz!012345",
+            "ghp_abcdefghijklmnopqrstuvwxyz012345678",
+            "https://github.com/ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "AKIAIOSFODNN7EXAMPLE1",
+            "AKIAIOSFODNN7EXAMPLe",
+            "AKIA IOSFODNN7EXAMP",
+            "Asia/Tokyo",
+            "AIzaSyA1234567890abcdefghijklmnopqrstu",
+            "xoxb-short",
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+            "-----BEGIN CERTIFICATE REQUEST-----",
+            "-----BEGIN RSA PUBLIC KEY-----",
+            "private key",
+            "gpt-4o-mini",
+            "",
+        ];
+        for value in near_misses {
+            assert!(!looks_like_credential(value), "{value:?} should stay plain");
+        }
+    }
 }
