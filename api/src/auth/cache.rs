@@ -12,7 +12,7 @@
 //!   *before* it queries the store and its result is kept only if the epoch has not moved
 //!   since, so a lookup that raced a revocation cannot re-insert the old answer.
 //! - In this process, `revokeApiToken` invalidates right after its transaction commits.
-//! - Across processes, a trigger on `api_tokens` (migration `m20261201_000001`) sends a
+//! - Across processes, a trigger on `api_tokens` (migration `m20261124_000006`) sends a
 //!   PostgreSQL NOTIFY on channel [`CHANNEL`] whenever a token is revoked, deleted, or its
 //!   role, tenant, name or hash changes, by any writer (Keyward, the CLI, plain SQL), at
 //!   the commit. Every process LISTENs and invalidates when one arrives.
