@@ -355,6 +355,15 @@ async fn graphql(
         let message = format!("a batch must hold 1 to {} operations", limits.max_batch);
         return error_response(StatusCode::BAD_REQUEST, Code::BadUserInput, &message);
     }
+    // A provider call has its own bound (KEYWARD_PROVIDER_TIMEOUT per attempt, bounded
+    // retries): a request that relays a message gets that time on top of the usual one.
+    let relays = batch.iter().any(|r| r.query.contains("sendMessage"));
+    let deadline = if relays {
+        let provider = state.providers.settings();
+        deadline + provider.request_timeout * (provider.max_retries + 1) + provider.connect_timeout
+    } else {
+        deadline
+    };
     let batch = batch.data(principal).data(meta);
     let response = match tokio::time::timeout_at(deadline, http.schema.execute_batch(batch)).await {
         Ok(response) => response,

@@ -1030,6 +1030,27 @@ async fn a_provider_slower_than_keyward_provider_timeout_is_a_provider_error(app
     impatient.stop().await;
 }
 
+async fn a_reply_slower_than_the_request_timeout_but_within_the_provider_timeout_arrives(
+    app: &TestApp,
+) {
+    let fakes = Fakes::start().await;
+    let admin = Client::admin(app);
+    let config = admin.create_config("patient", fakes.document(KEY)).await;
+    let server = TestApp::spawn_sharing_with(app, |s| {
+        s.limits.request_timeout = Duration::from_millis(300);
+        s.limits.provider_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let there = admin.on(&server);
+    let sid = id(&there.session_on(&config, OPENAI).await);
+    fakes.openai.set_delay(Duration::from_millis(1200));
+    fakes.openai.set_reply("worth the wait");
+    assert_eq!(there.reply(&sid, "take your time").await, "worth the wait");
+    // Other requests still get the short request timeout's protection: a plain query passes.
+    assert!(there.session(&sid).await.is_object());
+    server.stop().await;
+}
+
 async fn a_failed_stream_is_reported_recorded_and_the_session_stays_usable(app: &TestApp) {
     let fakes = Fakes::start().await;
     let admin = Client::admin(app);
@@ -1480,6 +1501,7 @@ async fn deleting_a_session_removes_it_and_its_messages(app: &TestApp) {
 }
 
 both_databases!(
+    a_reply_slower_than_the_request_timeout_but_within_the_provider_timeout_arrives,
     a_refused_session_is_audited_as_a_failed_attempt,
     an_anthropic_session_sends_the_whole_transcript_and_model_with_the_key_only_in_x_api_key,
     an_openai_session_uses_the_model_override_and_sends_the_key_only_as_a_bearer_token,
