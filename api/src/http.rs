@@ -204,7 +204,7 @@ pub async fn authenticate_bearer(
         );
         return Err(res);
     }
-    let cache = Some(&*state.token_cache);
+    let cache = state.settings.token_cache.then_some(&*state.token_cache);
     match token::authenticate_cached(&state.db, cache, state.settings.admin_token.as_ref(), presented)
         .await
     {

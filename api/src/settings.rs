@@ -74,6 +74,11 @@ pub struct Settings {
     /// How long in-flight requests and streams get to finish after SIGTERM.
     #[arg(long, env = "KEYWARD_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Answer verified bearer tokens from memory (PostgreSQL only; see api/src/auth/cache.rs).
+    /// Faster, but a revocation reaches *other* processes through a NOTIFY, a few
+    /// milliseconds after it commits, not before their next request. Off by default.
+    #[arg(long, env = "KEYWARD_TOKEN_CACHE", default_value_t = false)]
+    pub token_cache: bool,
 }
 
 /// Refusals that keep one client from hurting the others.
@@ -136,6 +141,7 @@ impl Settings {
             limits: Limits::default(),
             cors_origins: Vec::new(),
             shutdown_grace: Duration::from_secs(20),
+            token_cache: false,
         }
     }
 }

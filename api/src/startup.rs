@@ -123,21 +123,18 @@ impl Application {
         let serve = tokio::spawn(async move { serve.await });
         let abort = serve.abort_handle();
         let drained = async {
-            let served = match serve.await {
-                Ok(result) => result,
-                Err(e) if e.is_cancelled() => Ok(()),
-                Err(e) => Err(std::io::Error::other(e)),
-            };
-            if served.is_err() {
-                // Not a shutdown: nothing to wait for.
-                return served;
+            // An error is not a shutdown: nothing to wait for then.
+            match serve.await {
+                Ok(result) => result?,
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => return Err(std::io::Error::other(e)),
             }
             let live = streams.live();
             if live > 0 {
                 tracing::info!(streams = live, "waiting for streams to finish");
             }
             streams.drain().await;
-            served
+            Ok(())
         };
         let grace_over = async {
             if stopped_rx.await.is_err() {
