@@ -191,12 +191,19 @@ pub async fn run() -> anyhow::Result<()> {
             let new = crate::auth::token::NewToken { name, role, tenant };
             let txn = sea_orm::TransactionTrait::begin(&db).await?;
             let (row, secret) = crate::auth::token::create(&txn, new).await?;
-            let meta = crate::auth::RequestMeta { request_id: uuid::Uuid::now_v7().to_string(), ..Default::default() };
-            crate::audit::AuditEntry::by_name(entity::AuditAction::TokenCreate, "cli:keyward token create", &meta)
-                .tenant(row.tenant.clone())
-                .detail(serde_json::json!({ "tokenId": row.id, "name": row.name, "role": row.role }))
-                .record(&txn)
-                .await?;
+            let meta = crate::auth::RequestMeta {
+                request_id: uuid::Uuid::now_v7().to_string(),
+                ..Default::default()
+            };
+            crate::audit::AuditEntry::by_name(
+                entity::AuditAction::TokenCreate,
+                "cli:keyward token create",
+                &meta,
+            )
+            .tenant(row.tenant.clone())
+            .detail(serde_json::json!({ "tokenId": row.id, "name": row.name, "role": row.role }))
+            .record(&txn)
+            .await?;
             txn.commit().await?;
             eprintln!(
                 "created token {} ({:?}, tenant {}); the secret is shown once:",

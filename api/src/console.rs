@@ -35,7 +35,9 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 fn page_csp() -> HeaderValue {
     static CSP: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
     CSP.get_or_init(|| {
-        let html = Assets::get("index.html").map(|f| String::from_utf8_lossy(&f.data).into_owned()).unwrap_or_default();
+        let html = Assets::get("index.html")
+            .map(|f| String::from_utf8_lossy(&f.data).into_owned())
+            .unwrap_or_default();
         crate::headers::page_csp(&html, "", "", "")
     })
     .clone()

@@ -102,24 +102,49 @@ async fn graphiql() -> impl IntoResponse {
             .finish();
         if console::has_graphiql() {
             // Served from the binary: works offline, and the policy needs no CDN.
-            let html = LOCAL_GRAPHIQL.iter().fold(html, |html, (cdn, local)| html.replace(cdn, local));
+            let html = LOCAL_GRAPHIQL
+                .iter()
+                .fold(html, |html, (cdn, local)| html.replace(cdn, local));
             let csp = headers::page_csp(&html, "", "", "");
             (html, csp)
         } else {
-            let csp = headers::page_csp(&html, "https://unpkg.com", "https://unpkg.com", "https://graphql.org");
+            let csp = headers::page_csp(
+                &html,
+                "https://unpkg.com",
+                "https://unpkg.com",
+                "https://graphql.org",
+            );
             (html, csp)
         }
     });
-    ([(header::CONTENT_SECURITY_POLICY, csp.clone())], Html(html.clone()))
+    (
+        [(header::CONTENT_SECURITY_POLICY, csp.clone())],
+        Html(html.clone()),
+    )
 }
 
 /// GraphiQL's CDN assets and their copies embedded with the console (`make console`).
 const LOCAL_GRAPHIQL: [(&str, &str); 5] = [
-    ("https://unpkg.com/react@18/umd/react.development.js", "/console/graphiql/react.production.min.js"),
-    ("https://unpkg.com/react-dom@18/umd/react-dom.development.js", "/console/graphiql/react-dom.production.min.js"),
-    ("https://unpkg.com/graphiql@4/graphiql.min.css", "/console/graphiql/graphiql.min.css"),
-    ("https://unpkg.com/graphiql@4/graphiql.min.js", "/console/graphiql/graphiql.min.js"),
-    ("https://graphql.org/favicon.ico", "/console/graphiql/favicon.svg"),
+    (
+        "https://unpkg.com/react@18/umd/react.development.js",
+        "/console/graphiql/react.production.min.js",
+    ),
+    (
+        "https://unpkg.com/react-dom@18/umd/react-dom.development.js",
+        "/console/graphiql/react-dom.production.min.js",
+    ),
+    (
+        "https://unpkg.com/graphiql@4/graphiql.min.css",
+        "/console/graphiql/graphiql.min.css",
+    ),
+    (
+        "https://unpkg.com/graphiql@4/graphiql.min.js",
+        "/console/graphiql/graphiql.min.js",
+    ),
+    (
+        "https://graphql.org/favicon.ico",
+        "/console/graphiql/favicon.svg",
+    ),
 ];
 
 async fn readyz(State(http): State<Http>) -> Response {
@@ -205,8 +230,13 @@ pub async fn authenticate_bearer(
         return Err(res);
     }
     let cache = state.settings.token_cache.then_some(&*state.token_cache);
-    match token::authenticate_cached(&state.db, cache, state.settings.admin_token.as_ref(), presented)
-        .await
+    match token::authenticate_cached(
+        &state.db,
+        cache,
+        state.settings.admin_token.as_ref(),
+        presented,
+    )
+    .await
     {
         Ok(Some(principal)) => Ok(principal),
         Ok(None) => {

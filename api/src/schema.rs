@@ -216,10 +216,7 @@ impl Extension for QueryShape {
 
 /// The checks [`QueryShape`] runs on a query's text, on their own: for fuzzing and for
 /// tools. Err carries the refusal's message.
-pub fn check_query_shape(
-    query: &str,
-    limits: &crate::settings::Limits,
-) -> Result<(), String> {
+pub fn check_query_shape(query: &str, limits: &crate::settings::Limits) -> Result<(), String> {
     let shape = QueryShape::new(limits);
     if text_nesting(query) > shape.max_nesting {
         return Err(format!(
@@ -228,8 +225,9 @@ pub fn check_query_shape(
         ));
     }
     match async_graphql::parser::parse_query(query) {
-        Ok(document) => check_size(&document, shape.max_selections, shape.max_nesting)
-            .map_err(|e| e.message),
+        Ok(document) => {
+            check_size(&document, shape.max_selections, shape.max_nesting).map_err(|e| e.message)
+        }
         Err(e) => Err(e.to_string()),
     }
 }

@@ -11,16 +11,25 @@ fn version_names_the_release_and_the_commit() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with(&format!("keyward {} (commit ", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(
+        text.starts_with(&format!("keyward {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
 }
 
 #[test]
 fn completions_are_printed_for_common_shells() {
     for shell in ["bash", "zsh", "fish"] {
-        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{shell}");
         let text = String::from_utf8(out.stdout).unwrap();
-        assert!(text.contains("keyward") && text.contains("serve"), "{shell}: {text:.200}");
+        assert!(
+            text.contains("keyward") && text.contains("serve"),
+            "{shell}: {text:.200}"
+        );
     }
 }
 
@@ -61,8 +70,11 @@ fn json_logs_carry_the_request_id_on_every_line_of_a_request() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut lines = Vec::new();
     let address = loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the server starts");
-        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the server starts");
+        let json: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         lines.push(json.clone());
         if json["message"] == "keyward is listening" {
             break json["address"].as_str().unwrap().to_owned();
@@ -81,7 +93,8 @@ fn json_logs_carry_the_request_id_on_every_line_of_a_request() {
     // The request's own lines: at least the access line, each with the id in its span.
     let mut mine = Vec::new();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
-        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        let json: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         if json["span"]["id"] == request_id.as_str() {
             mine.push(json.clone());
         }
@@ -90,9 +103,16 @@ fn json_logs_carry_the_request_id_on_every_line_of_a_request() {
             break;
         }
     }
-    assert!(mine.iter().any(|l| l["message"] == "served" && l["status"] == 200), "{lines:#?}");
+    assert!(
+        mine.iter()
+            .any(|l| l["message"] == "served" && l["status"] == 200),
+        "{lines:#?}"
+    );
     for line in &lines {
-        assert!(line.get("level").is_some() && line.get("timestamp").is_some(), "{line}");
+        assert!(
+            line.get("level").is_some() && line.get("timestamp").is_some(),
+            "{line}"
+        );
     }
     drop(server);
 }

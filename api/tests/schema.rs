@@ -42,5 +42,7 @@ fn the_schema_has_the_contract_surface() {
     ] {
         assert!(sdl.contains(needle), "the schema lacks `{needle}`");
     }
-    assert!(sdl.contains("auditEvents(first: Int = 50, after: String, configId: ID, action: String"));
+    assert!(
+        sdl.contains("auditEvents(first: Int = 50, after: String, configId: ID, action: String")
+    );
 }

@@ -475,26 +475,42 @@ async fn main() {
 
     // Samples every 10 s until the workers are done.
     let mut samples: Vec<(f64, u64, u64, u64, u64)> = Vec::new();
-    let sample = |samples: &mut Vec<(f64, u64, u64, u64, u64)>| {
+    // Per interval: requests per second, and each operation's median latency, so that a
+    // slowdown can be pinned on an operation (or on the machine: load average).
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut last = (0.0f64, 0u64);
+    let mut sample = |samples: &mut Vec<(f64, u64, u64, u64, u64)>| {
         let (rss, hwm, threads) = proc_status(pid).unwrap_or((0, 0, 0));
         let requests = shared.requests.load(Ordering::Relaxed);
         let t = started.elapsed().as_secs_f64();
         samples.push((t, rss, hwm, threads, requests));
-        let errors: BTreeMap<String, u64> = {
+        let (errors, medians) = {
             let stats = shared.stats.lock().unwrap();
-            let mut by = BTreeMap::new();
+            let mut by: BTreeMap<String, u64> = BTreeMap::new();
             for ((_, outcome), n) in &stats.outcomes {
                 if outcome != "ok" {
                     *by.entry(outcome.clone()).or_default() += n;
                 }
             }
-            by
+            let mut medians = String::new();
+            for (op, lat) in &stats.latencies {
+                let from = seen.insert(op.clone(), lat.len()).unwrap_or(0);
+                let mut recent = lat[from.min(lat.len())..].to_vec();
+                recent.sort_unstable();
+                medians.push_str(&format!(" {op}={:.1}", percentile(&recent, 0.5)));
+            }
+            (by, medians)
         };
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_default();
+        let rps = (requests - last.1) as f64 / (t - last.0).max(0.001);
+        last = (t, requests);
         println!(
-            "t={t:>6.0}s rss={:>7.1}MiB hwm={:>7.1}MiB threads={threads:>3} requests={requests:>8} rps={:>6.0} errors={errors:?}",
+            "t={t:>6.0}s rss={:>6.1}MiB hwm={:>6.1}MiB threads={threads} requests={requests:>8} rps={rps:>5.0} load={load} p50ms:{medians} errors={errors:?}",
             rss as f64 / 1024.0,
             hwm as f64 / 1024.0,
-            requests as f64 / t.max(0.001)
         );
     };
     sample(&mut samples);

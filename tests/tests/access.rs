@@ -403,7 +403,10 @@ async fn cell(app: &TestApp, world: &World, op: Op, who: Who) -> Cell {
             "query($id: ID!) { session(id: $id) { id tenant provider messageCount } }",
             json!({ "id": world.session_a }),
         ),
-        Op::Sessions => plain("{ sessions(first: 100) { totalCount nodes { id tenant } } }", json!({})),
+        Op::Sessions => plain(
+            "{ sessions(first: 100) { totalCount nodes { id tenant } } }",
+            json!({}),
+        ),
         Op::CreateSession => plain(
             "mutation($id: ID!) { createSession(input: { configId: $id }) { id tenant provider status } }",
             json!({ "id": world.config_a }),
@@ -411,7 +414,9 @@ async fn cell(app: &TestApp, world: &World, op: Op, who: Who) -> Cell {
         Op::SendMessage | Op::CloseSession | Op::DeleteSession => {
             let id = session_on(app, &world.config_a).await;
             let query = match op {
-                Op::SendMessage => "mutation($id: ID!) { sendMessage(sessionId: $id, content: \"hello\") { role content } }",
+                Op::SendMessage => {
+                    "mutation($id: ID!) { sendMessage(sessionId: $id, content: \"hello\") { role content } }"
+                }
                 Op::CloseSession => "mutation($id: ID!) { closeSession(id: $id) { id status } }",
                 _ => "mutation($id: ID!) { deleteSession(id: $id) }",
             };
@@ -438,10 +443,13 @@ async fn session_on(app: &TestApp, config_id: &str) -> String {
 
 /// A session as the break-glass admin sees it (null when gone).
 async fn session_state(app: &TestApp, id: &str) -> Value {
-    app.gql("query($id: ID!) { session(id: $id) { status messageCount } }", json!({ "id": id }))
-        .await
-        .data("session")
-        .clone()
+    app.gql(
+        "query($id: ID!) { session(id: $id) { status messageCount } }",
+        json!({ "id": id }),
+    )
+    .await
+    .data("session")
+    .clone()
 }
 
 /// Classifies an answer; anything outside the matrix's vocabulary fails the test.
@@ -709,13 +717,20 @@ async fn check(
         (Op::Session | Op::CreateSession, Null | NotFound) => {
             // Another tenant's session or config answers exactly as a missing one does.
             let missing = app
-                .gql_as(world.token(who), cell.query, json!({ "id": Uuid::now_v7().to_string() }))
+                .gql_as(
+                    world.token(who),
+                    cell.query,
+                    json!({ "id": Uuid::now_v7().to_string() }),
+                )
                 .await;
             assert_eq!(missing.body, res.body);
         }
         (Op::Sessions, Data) => {
             let nodes = data["nodes"].as_array().unwrap();
-            let tenants: HashSet<&str> = nodes.iter().map(|n| n["tenant"].as_str().unwrap()).collect();
+            let tenants: HashSet<&str> = nodes
+                .iter()
+                .map(|n| n["tenant"].as_str().unwrap())
+                .collect();
             let has_a = nodes.iter().any(|n| n["id"] == world.session_a.as_str());
             match who {
                 Who::MemberA => assert!(has_a && tenants == HashSet::from(["a"]), "{data}"),
@@ -724,7 +739,10 @@ async fn check(
             }
         }
         (Op::CreateSession, Data) => {
-            assert_eq!(data["tenant"], "a", "a session belongs to its config's tenant");
+            assert_eq!(
+                data["tenant"], "a",
+                "a session belongs to its config's tenant"
+            );
             assert_eq!(data["provider"], "provider-echo");
             assert_eq!(data["status"], "ACTIVE");
         }
@@ -746,9 +764,16 @@ async fn check(
             }
             if expect == NotFound {
                 let missing = app
-                    .gql_as(world.token(who), cell.query, json!({ "id": Uuid::now_v7().to_string() }))
+                    .gql_as(
+                        world.token(who),
+                        cell.query,
+                        json!({ "id": Uuid::now_v7().to_string() }),
+                    )
                     .await;
-                assert_eq!(missing.body["errors"], res.body["errors"], "as a missing session");
+                assert_eq!(
+                    missing.body["errors"], res.body["errors"],
+                    "as a missing session"
+                );
             }
         }
         // Kinds with nothing more to check: 401s and FORBIDDENs of reads.

@@ -631,7 +631,12 @@ async fn graphiql_is_served_from_the_binary_and_runs_the_readme_query() {
         b.assert_no_console_errors().await;
     })
     .await;
-    let stored = app.gql("{ configs(search: \"from-graphiql\") { totalCount } }", json!({})).await;
+    let stored = app
+        .gql(
+            "{ configs(search: \"from-graphiql\") { totalCount } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(stored.data("configs")["totalCount"], 1);
     app.stop().await;
 }

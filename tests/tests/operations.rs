@@ -80,8 +80,11 @@ async fn metrics_count_operations_outcomes_and_decrypts(app: &TestApp) {
     assert_eq!(bad(&after) - bad(&before), 1.0);
     assert!(decrypts(&after) - decrypts(&before) >= 1.0);
     assert!(
-        after.samples.iter().any(|s| s.metric == "keyward_graphql_request_duration_seconds"
-            && matches!(s.value, prometheus_parse::Value::Histogram(_))),
+        after
+            .samples
+            .iter()
+            .any(|s| s.metric == "keyward_graphql_request_duration_seconds"
+                && matches!(s.value, prometheus_parse::Value::Histogram(_))),
         "latency histogram present"
     );
     assert!(counter(&after, "keyward_db_pool_connections", &[]) >= 1.0);

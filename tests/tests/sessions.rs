@@ -1386,7 +1386,10 @@ async fn a_refused_session_is_audited_as_a_failed_attempt(app: &TestApp) {
     let admin = Client::admin(app);
     let config = admin.create_config("refused", fakes.document(KEY)).await;
     let strict = TestApp::spawn_sharing_with(app, |s| s.provider_hosts = vec![]).await;
-    let res = admin.on(&strict).create_session(&config, Some(OPENAI), None).await;
+    let res = admin
+        .on(&strict)
+        .create_session(&config, Some(OPENAI), None)
+        .await;
     assert_code(&res, "BAD_USER_INPUT");
     strict.stop().await;
 

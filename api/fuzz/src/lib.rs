@@ -9,8 +9,8 @@ use keyward::crypto::{
     Keyring, SealedBoxKeys, decrypt_document, decrypt_value, encrypt_value, is_sensitive_key,
     looks_like_credential, seal, seal_document, sensitive_paths,
 };
-use secrecy::{ExposeSecret, SecretString};
 use libfuzzer_sys::arbitrary::{self, Unstructured};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 /// One fixed keyring (and its sealed-box keys) for the whole run.
@@ -103,7 +103,11 @@ pub fn seal_roundtrip(data: &[u8]) {
             return;
         }
     };
-    assert_eq!(sensitive_paths(&sealed), paths, "listed paths are the encrypted ones");
+    assert_eq!(
+        sensitive_paths(&sealed),
+        paths,
+        "listed paths are the encrypted ones"
+    );
     let mut left = Vec::new();
     plaintext_under_sensitive_keys(&sealed, false, &mut left);
     assert!(left.is_empty(), "plaintext survived under a sensitive key");
@@ -134,7 +138,10 @@ pub fn stored_values(data: &[u8]) {
         }
         1 => {
             let forged = format!("enc:{}", URL_SAFE.encode(rest));
-            assert!(decrypt_value(&k.ring, &forged).is_err(), "a forged token opened");
+            assert!(
+                decrypt_value(&k.ring, &forged).is_err(),
+                "a forged token opened"
+            );
         }
         2 => {
             let _ = k.sealed.open(&text);

@@ -266,7 +266,11 @@ pub async fn send(
 }
 
 /// Counts a provider call and its latency by provider and outcome.
-fn record_call<T, E: std::borrow::Borrow<ProviderError>>(client: &ProviderClient, outcome: &Result<T, E>, started: Instant) {
+fn record_call<T, E: std::borrow::Borrow<ProviderError>>(
+    client: &ProviderClient,
+    outcome: &Result<T, E>,
+    started: Instant,
+) {
     let label = match outcome {
         Ok(_) => "ok",
         Err(e) => match e.borrow() {

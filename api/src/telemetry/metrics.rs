@@ -4,13 +4,17 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest,
+};
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{Response, ServerResult, Variables};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sea_orm::DatabaseConnection;
 
-const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// The process-wide recorder (metrics are per process, whatever number of servers runs in it).
 pub fn handle() -> &'static PrometheusHandle {
@@ -70,7 +74,9 @@ pub struct GraphqlMetrics;
 
 impl ExtensionFactory for GraphqlMetrics {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PerRequest { operation: Mutex::new(None) })
+        Arc::new(PerRequest {
+            operation: Mutex::new(None),
+        })
     }
 }
 
@@ -83,11 +89,21 @@ impl Extension for PerRequest {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let started = Instant::now();
         let response = next.run(ctx).await;
-        let operation = self.operation.lock().expect("not poisoned").take().unwrap_or_else(|| "invalid".into());
+        let operation = self
+            .operation
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .unwrap_or_else(|| "invalid".into());
         let outcome = response
             .errors
             .first()
-            .and_then(|e| e.extensions.as_ref()?.get("code").map(|v| v.to_string().trim_matches('"').to_owned()))
+            .and_then(|e| {
+                e.extensions
+                    .as_ref()?
+                    .get("code")
+                    .map(|v| v.to_string().trim_matches('"').to_owned())
+            })
             .unwrap_or_else(|| "OK".into());
         ::metrics::counter!("keyward_graphql_requests_total", "operation" => operation.clone(), "outcome" => outcome.clone())
             .increment(1);
@@ -115,7 +131,12 @@ impl Extension for PerRequest {
                     OperationType::Subscription => "subscription",
                 };
                 // Names are client-chosen: bound their length so labels stay few and short.
-                let name: String = name.map(|n| n.as_str()).unwrap_or("anonymous").chars().take(64).collect();
+                let name: String = name
+                    .map(|n| n.as_str())
+                    .unwrap_or("anonymous")
+                    .chars()
+                    .take(64)
+                    .collect();
                 format!("{kind} {name}")
             })
             .unwrap_or_else(|| "none".into());
