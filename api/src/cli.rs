@@ -1,6 +1,7 @@
 //! The `keyward` command line. Each subcommand is a few lines over the library.
 
 use std::io::{IsTerminal, Read};
+use std::sync::Arc;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
@@ -128,21 +129,24 @@ pub async fn run() -> anyhow::Result<()> {
                 request_id: uuid::Uuid::now_v7().to_string(),
                 ..Default::default()
             };
-            let counts = crate::keys::service::rotate(&db, &keyring, &by, &meta, |configs, c| {
+            let keys = crate::keys::TenantKeys::new(Arc::new(keyring), store.tenant_keys);
+            let done = crate::keys::service::rotate(&db, &keys, None, &by, &meta, |configs, c| {
                 eprintln!(
                     "{configs} configs: {} re-encrypted, {} already current, {} failed",
                     c.reencrypted, c.already_current, c.failed
                 );
             })
             .await?;
+            let counts = done.values;
             println!(
-                "reencrypted={} alreadyCurrent={} failed={}",
-                counts.reencrypted, counts.already_current, counts.failed
+                "reencrypted={} alreadyCurrent={} failed={} rewrappedKeys={}",
+                counts.reencrypted, counts.already_current, counts.failed, done.rewrapped_keys
             );
-            if counts.failed > 0 {
+            if counts.failed > 0 || done.unreadable_keys > 0 {
                 anyhow::bail!(
-                    "{} values could not be decrypted by any key of the keyring",
-                    counts.failed
+                    "{} values and {} tenant data keys could not be opened by any key of the keyring",
+                    counts.failed,
+                    done.unreadable_keys
                 );
             }
         }
@@ -247,7 +251,6 @@ fn value_or_stdin(value: Option<String>) -> anyhow::Result<String> {
 
 /// Fetches the server's public key and seals locally: the value never leaves in clear.
 async fn seal_remote(server: &str, token: &str, value: &str) -> anyhow::Result<String> {
-    use base64::Engine;
     let url = format!("{}/graphql", server.trim_end_matches('/'));
     let body = serde_json::json!({ "query": "{ encryptionKey { keyId publicKey } }" });
     let res: serde_json::Value = reqwest::Client::new()
@@ -264,12 +267,7 @@ async fn seal_remote(server: &str, token: &str, value: &str) -> anyhow::Result<S
         .ok_or_else(|| {
             anyhow::anyhow!("the server did not return encryptionKey: {}", res["errors"])
         })?;
-    let bytes: [u8; 32] = base64::engine::general_purpose::STANDARD
-        .decode(key)?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the server's public key is not 32 bytes"))?;
-    Ok(crypto::seal(
-        &crypto_box::PublicKey::from(bytes),
-        value.as_bytes(),
-    ))
+    let public = keyward_seal::parse_public_key(key)
+        .map_err(|e| anyhow::anyhow!("the server's encryptionKey: {e}"))?;
+    Ok(crypto::seal(&public, value.as_bytes()))
 }

@@ -24,6 +24,10 @@ pub struct StoreSettings {
     /// The keyring: Fernet keys separated by commas; the first encrypts, all decrypt.
     #[arg(long = "encryption-key", env = "CONFIG_ENCRYPTION_KEY", hide_env_values = true, value_parser = parse_secret)]
     pub encryption_key: Option<SecretString>,
+    /// Envelope encryption: each tenant's values under its own data key, wrapped by the
+    /// keyring (api/src/keys/tenant.rs). Off by default: values stand under the keyring.
+    #[arg(long, env = "KEYWARD_TENANT_KEYS", default_value_t = false)]
+    pub tenant_keys: bool,
     /// Most database connections held open at once.
     #[arg(long, env = "KEYWARD_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
@@ -43,6 +47,7 @@ impl StoreSettings {
             database_url,
             data_dir,
             encryption_key,
+            tenant_keys: false,
             db_max_connections: 16,
             db_timeout: Duration::from_secs(5),
         }

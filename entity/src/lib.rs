@@ -11,6 +11,7 @@ pub mod config_tag;
 pub mod keyring_check;
 pub mod message;
 pub mod session;
+pub mod tenant_key;
 mod types;
 
 pub use types::{AuditAction, Role, SealedJson, SessionStatus};
@@ -23,4 +24,5 @@ pub mod prelude {
     pub use super::keyring_check::Entity as KeyringCheck;
     pub use super::message::Entity as Message;
     pub use super::session::Entity as Session;
+    pub use super::tenant_key::Entity as TenantKey;
 }

@@ -1,6 +1,8 @@
 //! Key management: the keyring check at start-up, online rotation that loses nothing, key
 //! usage counts, and sealed boxes made by other implementations.
 
+use std::sync::Arc;
+
 use keyward::crypto::Keyring;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -155,13 +157,13 @@ async fn a_rotation_stopped_midway_resumes_and_every_config_stays_readable(old: 
     let both = keyring(&[&new_key, &old.key]);
     let app =
         TestApp::spawn_sharing_with(old, |s| s.store.encryption_key = Some(both.clone())).await;
-    let state_keyring = Keyring::parse(&both).unwrap();
+    let keys = keyward::keys::TenantKeys::new(Arc::new(Keyring::parse(&both).unwrap()), false);
     let db = app.db.clone();
     let (batch_done, mut first_batch) = tokio::sync::mpsc::unbounded_channel();
     let by = keyward::auth::Principal::break_glass_admin();
     let meta = keyward::auth::RequestMeta::default();
     let run = tokio::spawn(async move {
-        keyward::keys::service::rotate(&db, &state_keyring, &by, &meta, |configs, _| {
+        keyward::keys::service::rotate(&db, &keys, None, &by, &meta, |configs, _| {
             let _ = batch_done.send(configs);
         })
         .await

@@ -43,7 +43,7 @@ fn context<'a>(ctx: &'a Context<'_>) -> (&'a AppState, &'a Principal, &'a Reques
 
 fn sealing(state: &AppState) -> Sealing<'_> {
     Sealing {
-        keyring: &state.keyring,
+        keys: &state.tenant_keys,
         sealed_keys: &state.sealed_keys,
         max_bytes: state.settings.limits.max_config_bytes,
     }
@@ -68,7 +68,7 @@ impl ConfigQuery {
         let id = parse_id(&id);
         if decrypt.unwrap_or(false) {
             let found =
-                service::read_decrypted(&state.db, &state.keyring, principal, meta, id, reason)
+                service::read_decrypted(&state.db, &state.tenant_keys, principal, meta, id, reason)
                     .await?;
             return Ok(found.map(|(row, plain)| ConfigView::revealed(row, plain)));
         }

@@ -11,8 +11,9 @@ use uuid::Uuid;
 
 use crate::audit::AuditEntry;
 use crate::auth::{Principal, RequestMeta};
-use crate::crypto::{self, Keyring, Plaintext, SealedBoxKeys};
+use crate::crypto::{self, Keyring, Plaintext, SealedBoxKeys, SealedDocument};
 use crate::error::AppError;
+use crate::keys::TenantKeys;
 
 const MAX_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 4000;
@@ -20,9 +21,9 @@ const MAX_TAGS: usize = 50;
 const MAX_TAG: usize = 100;
 const MAX_TENANT: usize = 100;
 
-/// What the seal step needs: the keyring and the sealed-box keys derived from it.
+/// What the seal step needs: the tenant rings and the sealed-box keys.
 pub struct Sealing<'a> {
-    pub keyring: &'a Keyring,
+    pub keys: &'a TenantKeys,
     pub sealed_keys: &'a SealedBoxKeys,
     pub max_bytes: usize,
 }
@@ -64,7 +65,9 @@ pub async fn create(
         Some(own) => own.to_owned(),
         None => check_tenant(new.tenant.as_deref().unwrap_or(crate::auth::DEFAULT_TENANT))?,
     };
-    let (sealed, paths) = seal(sealing, new.config_data)?;
+    let ring = sealing.keys.writing(db, &tenant).await?;
+    let sealed = seal(sealing, &ring, new.config_data, None)?;
+    let detail = ingest_detail(&sealed, serde_json::json!({}));
     let now = Utc::now();
     let id = Uuid::now_v7();
     let txn = db.begin().await?;
@@ -74,7 +77,7 @@ pub async fn create(
         description: Set(description),
         tenant: Set(tenant.clone()),
         tags: Set(Value::from(tags.clone())),
-        config_data: Set(sealed),
+        config_data: Set(SealedJson::new_unchecked(sealed.doc)),
         version: Set(1),
         created_at: Set(now),
         updated_at: Set(now),
@@ -86,7 +89,7 @@ pub async fn create(
     AuditEntry::new(AuditAction::ConfigCreate, by, meta)
         .tenant(Some(tenant))
         .config(id)
-        .detail(serde_json::json!({ "sensitivePaths": paths }))
+        .detail(detail)
         .record(&txn)
         .await?;
     txn.commit().await?;
@@ -107,7 +110,7 @@ pub async fn find_visible(
 /// `config(decrypt: true)`: ADMIN only; the audit row commits before plaintext exists.
 pub async fn read_decrypted(
     db: &DatabaseConnection,
-    keyring: &Keyring,
+    keys: &TenantKeys,
     by: &Principal,
     meta: &RequestMeta,
     id: Option<Uuid>,
@@ -139,7 +142,9 @@ pub async fn read_decrypted(
     let Some(row) = find_visible(&txn, by, id).await? else {
         return Ok(None);
     };
-    let opened = crypto::decrypt_document(row.config_data.as_value(), keyring);
+    let opened = keys
+        .open(&txn, &row.tenant, row.config_data.as_value())
+        .await;
     let entry = AuditEntry::new(AuditAction::ConfigDecrypt, by, meta)
         .tenant(Some(row.tenant.clone()))
         .config(id);
@@ -152,12 +157,13 @@ pub async fn read_decrypted(
             crate::telemetry::metrics::record_decrypt(true);
             Ok(Some((row, plain)))
         }
-        Err(path) => {
+        Err(AppError::DecryptionFailed { path }) => {
             let detail = serde_json::json!({ "reason": reason, "failedPath": path });
             entry.success(false).detail(detail).record(&txn).await?;
             txn.commit().await?;
             Err(AppError::DecryptionFailed { path })
         }
+        Err(other) => Err(other),
     }
 }
 
@@ -177,10 +183,15 @@ pub async fn update(
         .map(check_description)
         .transpose()?;
     let tags = changes.tags.map(check_tags).transpose()?;
-    let sealed = changes
-        .config_data
-        .map(|doc| seal(sealing, doc))
-        .transpose()?;
+    // The tenant's ring is fetched before the transaction: making a data key must commit
+    // on its own. A config's tenant never changes.
+    let ring = match &changes.config_data {
+        Some(_) => match find_visible(db, by, id).await? {
+            Some(row) => Some(sealing.keys.writing(db, &row.tenant).await?),
+            None => return Err(AppError::NotFound("config")),
+        },
+        None => None,
+    };
 
     let txn = db.begin().await?;
     // Locked until commit (PostgreSQL; SQLite's single writer serialises anyway): racing
@@ -199,6 +210,16 @@ pub async fn update(
     {
         return Err(version_conflict(expected, current.version));
     }
+    // Sealed against the locked row: its secrets sent back unchanged are kept as stored.
+    let sealed = match (changes.config_data, &ring) {
+        (Some(doc), Some(ring)) => Some(seal(
+            sealing,
+            ring,
+            doc,
+            Some(current.config_data.as_value()),
+        )?),
+        _ => None,
+    };
     let mut update = config::Entity::update_many()
         .col_expr(
             config::Column::Version,
@@ -214,10 +235,10 @@ pub async fn update(
     if let Some(tags) = &tags {
         update = update.col_expr(config::Column::Tags, Expr::value(Value::from(tags.clone())));
     }
-    let mut paths = None;
-    if let Some((doc, p)) = sealed {
-        update = update.col_expr(config::Column::ConfigData, Expr::value(doc.into_value()));
-        paths = Some(p);
+    let mut detail = serde_json::json!({ "version": current.version + 1 });
+    if let Some(sealed) = sealed {
+        detail = ingest_detail(&sealed, detail);
+        update = update.col_expr(config::Column::ConfigData, Expr::value(sealed.doc));
     }
     // The version in the WHERE clause makes a concurrent writer lose cleanly: exactly one
     // of several updates from the same version succeeds.
@@ -238,7 +259,7 @@ pub async fn update(
     AuditEntry::new(AuditAction::ConfigUpdate, by, meta)
         .tenant(Some(current.tenant.clone()))
         .config(id)
-        .detail(serde_json::json!({ "version": current.version + 1, "sensitivePaths": paths }))
+        .detail(detail)
         .record(&txn)
         .await?;
     let row = config::Entity::find_by_id(id)
@@ -322,7 +343,20 @@ pub async fn list(
     crate::pagination::fetch_counting(db, query, config::Column::Id, first, after, count).await
 }
 
-fn seal(sealing: &Sealing<'_>, doc: Value) -> Result<(SealedJson, Vec<String>), AppError> {
+/// An audit detail with where a write's secrets are and how they arrived.
+fn ingest_detail(sealed: &SealedDocument, mut detail: Value) -> Value {
+    detail["sensitivePaths"] = Value::from(sealed.paths.clone());
+    detail["arrivedSealed"] = Value::from(sealed.arrived_sealed.clone());
+    detail["arrivedEncrypted"] = Value::from(sealed.arrived_encrypted.clone());
+    detail
+}
+
+fn seal(
+    sealing: &Sealing<'_>,
+    ring: &Keyring,
+    doc: Value,
+    previous: Option<&Value>,
+) -> Result<SealedDocument, AppError> {
     if !doc.is_object() {
         return Err(AppError::bad_input("configData must be a JSON object"));
     }
@@ -336,13 +370,13 @@ fn seal(sealing: &Sealing<'_>, doc: Value) -> Result<(SealedJson, Vec<String>), 
             sealing.max_bytes
         )));
     }
-    let (sealed, paths) = crypto::seal_document(doc, sealing.keyring, sealing.sealed_keys)?;
-    if let Some(path) = crypto::nul_path(&sealed) {
+    let sealed = crypto::reseal_document(doc, previous, ring, sealing.sealed_keys)?;
+    if let Some(path) = crypto::nul_path(&sealed.doc) {
         return Err(AppError::bad_input(format!(
             "configData.{path} contains a NUL character (U+0000), which can only be stored encrypted"
         )));
     }
-    Ok((SealedJson::new_unchecked(sealed), paths))
+    Ok(sealed)
 }
 
 async fn replace_tags(

@@ -46,18 +46,37 @@ impl std::fmt::Debug for Keyring {
 impl Keyring {
     /// Parses `CONFIG_ENCRYPTION_KEY`: keys separated by commas, white space ignored.
     pub fn parse(keys: &SecretString) -> Result<Self, KeyringError> {
+        Self::from_keys(
+            keys.expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty()),
+        )
+    }
+
+    /// One encoded Fernet key per item, the first being the primary.
+    pub fn from_keys<K: AsRef<str>>(
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Self, KeyringError> {
         let keys = keys
-            .expose_secret()
-            .split(',')
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
+            .into_iter()
             .enumerate()
-            .map(|(i, k)| KeyEntry::parse(k).ok_or(KeyringError::InvalidKey { position: i + 1 }))
+            .map(|(i, k)| {
+                KeyEntry::parse(k.as_ref()).ok_or(KeyringError::InvalidKey { position: i + 1 })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if keys.is_empty() {
             return Err(KeyringError::Empty);
         }
         Ok(Self { keys })
+    }
+
+    /// `self`'s keys, then `then`'s: opens values that stand under either; `self`'s
+    /// primary encrypts.
+    pub fn chain(&self, then: &Keyring) -> Keyring {
+        Keyring {
+            keys: self.keys.iter().chain(&then.keys).cloned().collect(),
+        }
     }
 
     /// A fresh random key in the standard encoding (URL-safe base64 of 32 bytes).
@@ -179,6 +198,18 @@ mod tests {
         let b = Keyring::parse(&SecretString::from(unpadded)).unwrap();
         assert_eq!(&*b.decrypt(&a.encrypt(b"x")).unwrap(), b"x");
         assert_eq!(a.raw_keys().next(), b.raw_keys().next());
+    }
+
+    #[test]
+    fn a_chain_encrypts_with_its_head_and_opens_with_every_key() {
+        let (data, master) = (Keyring::generate_key(), Keyring::generate_key());
+        let (data, master) = (ring(&[&data]), ring(&[&master]));
+        let chained = data.chain(&master);
+        assert_eq!(chained.len(), 2);
+        let legacy = master.encrypt(b"legacy");
+        assert_eq!(&*chained.decrypt(&legacy).unwrap(), b"legacy");
+        assert_eq!(data.key_index_of(&chained.encrypt(b"new")), Some(0));
+        assert_eq!(chained.fingerprints()[1], master.fingerprints()[0]);
     }
 
     #[test]

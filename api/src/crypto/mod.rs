@@ -19,8 +19,8 @@ pub use sealed_box::{
 };
 pub use sensitive::{is_sensitive_key, looks_like_credential};
 pub use walk::{
-    ENC_PREFIX, IngestError, decrypt_document, decrypt_value, encrypt_value, nul_path,
-    seal_document, sensitive_paths,
+    ENC_PREFIX, IngestError, SealedDocument, decrypt_document, decrypt_value, encrypt_value,
+    nul_path, reseal_document, seal_document, sensitive_paths,
 };
 
 /// Why a stored value could not be opened. Deliberately carries no detail: the caller

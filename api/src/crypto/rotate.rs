@@ -1,4 +1,4 @@
-//! Re-encryption of a stored document under the keyring's primary key, value by value.
+//! Re-encryption of a stored document under a ring's primary key, value by value.
 
 use serde_json::Value;
 
@@ -7,11 +7,11 @@ use super::{ENC_PREFIX, Keyring};
 /// How many values a rotation pass touched, by outcome.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RotationCounts {
-    /// Re-encrypted under the primary key.
+    /// Re-encrypted under the writing ring's primary key.
     pub reencrypted: u64,
-    /// Already under the primary key: left as they were.
+    /// Already under that key: left as they were.
     pub already_current: u64,
-    /// Decrypted by no key of the keyring: left as they were.
+    /// Opened by no key: left as they were.
     pub failed: u64,
 }
 
@@ -23,10 +23,11 @@ impl std::ops::AddAssign for RotationCounts {
     }
 }
 
-/// Rewrites every `enc:` value that an older key made under the primary key, in place.
-pub fn reencrypt_document(doc: &mut Value, keyring: &Keyring) -> RotationCounts {
+/// Rewrites, in place, every `enc:` value that `reads` opens and `writes`' primary key did
+/// not make, under that primary key.
+pub fn reencrypt_document(doc: &mut Value, reads: &Keyring, writes: &Keyring) -> RotationCounts {
     let mut counts = RotationCounts::default();
-    visit(doc, keyring, &mut counts);
+    visit(doc, reads, writes, &mut counts);
     counts
 }
 
@@ -46,26 +47,27 @@ pub fn count_by_key(doc: &Value, keyring: &Keyring, counts: &mut [u64]) {
     }
 }
 
-fn visit(value: &mut Value, keyring: &Keyring, counts: &mut RotationCounts) {
+fn visit(value: &mut Value, reads: &Keyring, writes: &Keyring, counts: &mut RotationCounts) {
     match value {
         Value::String(s) => {
             let Some(token) = s.strip_prefix(ENC_PREFIX) else {
                 return;
             };
-            match keyring.key_index_of(token) {
-                Some(0) => counts.already_current += 1,
-                Some(_) => {
-                    let plain = keyring
-                        .decrypt(token)
-                        .expect("the key that matched decrypts");
-                    *s = format!("{ENC_PREFIX}{}", keyring.encrypt(&plain));
-                    counts.reencrypted += 1;
-                }
-                None => counts.failed += 1,
+            if writes.key_index_of(token) == Some(0) {
+                counts.already_current += 1;
+            } else if let Ok(plain) = reads.decrypt(token) {
+                *s = format!("{ENC_PREFIX}{}", writes.encrypt(&plain));
+                counts.reencrypted += 1;
+            } else {
+                counts.failed += 1;
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| visit(v, keyring, counts)),
-        Value::Object(map) => map.values_mut().for_each(|v| visit(v, keyring, counts)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| visit(v, reads, writes, counts)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|v| visit(v, reads, writes, counts)),
         _ => {}
     }
 }
@@ -100,7 +102,7 @@ mod tests {
             "c": encrypt_value(&gone, "three"),
             "d": "plain",
         });
-        let counts = reencrypt_document(&mut doc, &after);
+        let counts = reencrypt_document(&mut doc, &after, &after);
         assert_eq!(
             counts,
             RotationCounts {
@@ -115,5 +117,26 @@ mod tests {
         let mut by_key = vec![0; after.len() + 1];
         count_by_key(&doc, &after, &mut by_key);
         assert_eq!(by_key, [2, 0, 1]);
+    }
+
+    #[test]
+    fn values_move_from_the_reading_ring_to_the_writing_one() {
+        let (master, data) = (Keyring::generate_key(), Keyring::generate_key());
+        let master = Keyring::parse(&master).unwrap();
+        let data = Keyring::parse(&data).unwrap();
+        let reads = data.chain(&master);
+        let mut doc =
+            json!({"legacy": encrypt_value(&master, "one"), "new": encrypt_value(&data, "two")});
+        let counts = reencrypt_document(&mut doc, &reads, &data);
+        assert_eq!((counts.reencrypted, counts.already_current), (1, 1));
+        let legacy = doc["legacy"]
+            .as_str()
+            .unwrap()
+            .strip_prefix(ENC_PREFIX)
+            .unwrap();
+        assert_eq!(data.key_index_of(legacy), Some(0));
+        // And back, when tenant keys are switched off.
+        let counts = reencrypt_document(&mut doc, &reads, &master);
+        assert_eq!(counts.reencrypted, 2);
     }
 }

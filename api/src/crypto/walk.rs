@@ -1,6 +1,8 @@
 //! The JSON walks: seal a document for storage, open it for an authorised reader, and list
 //! where its secrets are. CONTRACT section 3 is the spec; every rule lives here.
 
+use std::collections::HashSet;
+
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
@@ -42,7 +44,19 @@ pub fn decrypt_value(keyring: &Keyring, stored: &str) -> Result<SecretString, De
     Ok(SecretString::from(text))
 }
 
-/// Seals a document for storage and returns it with the paths of its encrypted values.
+/// A document ready for storage, and where its secrets are.
+#[derive(Debug)]
+pub struct SealedDocument {
+    pub doc: Value,
+    /// Every encrypted value's path, in document order.
+    pub paths: Vec<String>,
+    /// Paths whose value arrived as a `sealed:` box (the subset of `paths`).
+    pub arrived_sealed: Vec<String>,
+    /// Paths whose value arrived as new `enc:` ciphertext, encrypted app-side.
+    pub arrived_encrypted: Vec<String>,
+}
+
+/// Seals a document for storage.
 ///
 /// Every string under a sensitive key, or that looks like a credential, is encrypted;
 /// `enc:` values are kept as sent once they are shown to decrypt; `sealed:` values are
@@ -52,15 +66,48 @@ pub fn seal_document(
     doc: Value,
     keyring: &Keyring,
     sealed_keys: &SealedBoxKeys,
-) -> Result<(Value, Vec<String>), IngestError> {
+) -> Result<SealedDocument, IngestError> {
+    reseal_document(doc, None, keyring, sealed_keys)
+}
+
+/// [`seal_document`] for a document replacing `previous`: an `enc:` value that `previous`
+/// already holds (an unchanged secret sent back by an editor) is kept without a check, so
+/// a value stored under an older key stays writable until rotation moves it.
+pub fn reseal_document(
+    doc: Value,
+    previous: Option<&Value>,
+    keyring: &Keyring,
+    sealed_keys: &SealedBoxKeys,
+) -> Result<SealedDocument, IngestError> {
+    let mut kept = HashSet::new();
+    if let Some(previous) = previous {
+        stored_values(previous, &mut kept);
+    }
     let mut walk = Sealer {
         keyring,
         sealed_keys,
-        paths: Vec::new(),
+        kept,
         path: String::new(),
+        out: SealedDocument {
+            doc: Value::Null,
+            paths: Vec::new(),
+            arrived_sealed: Vec::new(),
+            arrived_encrypted: Vec::new(),
+        },
     };
-    let sealed = walk.value(doc, false)?;
-    Ok((sealed, walk.paths))
+    walk.out.doc = walk.value(doc, false)?;
+    Ok(walk.out)
+}
+
+fn stored_values<'v>(value: &'v Value, out: &mut HashSet<&'v str>) {
+    match value {
+        Value::String(s) if s.starts_with(ENC_PREFIX) => {
+            out.insert(s);
+        }
+        Value::Array(items) => items.iter().for_each(|v| stored_values(v, out)),
+        Value::Object(map) => map.values().for_each(|v| stored_values(v, out)),
+        _ => {}
+    }
 }
 
 /// Opens every `enc:` value of a stored document. The error names the first path that
@@ -123,8 +170,10 @@ pub fn nul_path(doc: &Value) -> Option<String> {
 struct Sealer<'a> {
     keyring: &'a Keyring,
     sealed_keys: &'a SealedBoxKeys,
-    paths: Vec<String>,
+    /// `enc:` values of the document being replaced.
+    kept: HashSet<&'a str>,
     path: String,
+    out: SealedDocument,
 }
 
 impl Sealer<'_> {
@@ -158,9 +207,12 @@ impl Sealer<'_> {
 
     fn string(&mut self, s: String, sensitive: bool) -> Result<String, IngestError> {
         if s.starts_with(ENC_PREFIX) {
-            decrypt_value(self.keyring, &s)
-                .map_err(|_| self.refuse(IngestReason::NotDecryptable))?;
-            self.paths.push(self.path.clone());
+            if !self.kept.contains(s.as_str()) {
+                decrypt_value(self.keyring, &s)
+                    .map_err(|_| self.refuse(IngestReason::NotDecryptable))?;
+                self.out.arrived_encrypted.push(self.path.clone());
+            }
+            self.out.paths.push(self.path.clone());
             return Ok(s);
         }
         if let Some(body) = s.strip_prefix(SEALED_PREFIX) {
@@ -168,13 +220,14 @@ impl Sealer<'_> {
                 .sealed_keys
                 .open(body)
                 .map_err(|e| self.refuse(IngestReason::Sealed(e)))?;
-            self.paths.push(self.path.clone());
+            self.out.arrived_sealed.push(self.path.clone());
+            self.out.paths.push(self.path.clone());
             return Ok(format!("{ENC_PREFIX}{}", self.keyring.encrypt(&opened)));
         }
         if s.is_empty() || is_env_reference(&s) || !(sensitive || looks_like_credential(&s)) {
             return Ok(s);
         }
-        self.paths.push(self.path.clone());
+        self.out.paths.push(self.path.clone());
         let sealed = encrypt_value(self.keyring, &s);
         drop(Plaintext::new(s));
         Ok(sealed)
@@ -291,6 +344,15 @@ mod tests {
         (ring, sealed)
     }
 
+    /// The stored document and its encrypted paths.
+    fn pair(
+        doc: Value,
+        ring: &Keyring,
+        sealed: &SealedBoxKeys,
+    ) -> Result<(Value, Vec<String>), IngestError> {
+        seal_document(doc, ring, sealed).map(|s| (s.doc, s.paths))
+    }
+
     fn at<'v>(doc: &'v Value, pointer: &str) -> &'v str {
         doc.pointer(pointer).and_then(Value::as_str).unwrap()
     }
@@ -299,7 +361,7 @@ mod tests {
     fn sensitive_strings_are_encrypted_and_listed() {
         let (ring, sealed) = keys();
         let doc = json!({"providers": [{"module": "provider-openai", "config": {"api_key": "sk-1", "model": "gpt"}}]});
-        let (out, paths) = seal_document(doc, &ring, &sealed).unwrap();
+        let (out, paths) = pair(doc, &ring, &sealed).unwrap();
         assert!(at(&out, "/providers/0/config/api_key").starts_with("enc:gAAAAA"));
         assert_eq!(at(&out, "/providers/0/config/model"), "gpt");
         assert_eq!(paths, ["providers[0].config.api_key"]);
@@ -313,7 +375,7 @@ mod tests {
     fn every_string_below_a_sensitive_key_is_encrypted_at_any_depth() {
         let (ring, sealed) = keys();
         let doc = json!({"credentials": {"user": "u", "pass": "p", "list": ["a", 1, true, null]}});
-        let (out, mut paths) = seal_document(doc, &ring, &sealed).unwrap();
+        let (out, mut paths) = pair(doc, &ring, &sealed).unwrap();
         paths.sort();
         assert_eq!(
             paths,
@@ -339,7 +401,7 @@ mod tests {
     fn numbers_booleans_null_and_empty_strings_are_never_encrypted() {
         let (ring, sealed) = keys();
         let doc = json!({"max_tokens": 4096, "token_ok": true, "secret": null, "password": ""});
-        let (out, paths) = seal_document(doc.clone(), &ring, &sealed).unwrap();
+        let (out, paths) = pair(doc.clone(), &ring, &sealed).unwrap();
         assert_eq!(out, doc);
         assert!(paths.is_empty());
     }
@@ -348,7 +410,7 @@ mod tests {
     fn env_references_are_stored_as_they_are() {
         let (ring, sealed) = keys();
         let doc = json!({"api_key": "${OPENAI_API_KEY}", "secret": "${not a ref"});
-        let (out, paths) = seal_document(doc, &ring, &sealed).unwrap();
+        let (out, paths) = pair(doc, &ring, &sealed).unwrap();
         assert_eq!(out["api_key"], "${OPENAI_API_KEY}");
         assert!(at(&out, "/secret").starts_with("enc:"));
         assert_eq!(paths, ["secret"]);
@@ -359,10 +421,40 @@ mod tests {
         let (ring, sealed) = keys();
         let app_side = encrypt_value(&ring, "sk-app");
         let doc = json!({"api_key": app_side.clone(), "note": app_side.clone()});
-        let (out, paths) = seal_document(doc, &ring, &sealed).unwrap();
+        let (out, paths) = pair(doc, &ring, &sealed).unwrap();
         assert_eq!(out["api_key"], app_side.as_str());
         assert_eq!(out["note"], app_side.as_str());
         assert_eq!(paths, ["api_key", "note"]);
+    }
+
+    #[test]
+    fn how_each_secret_arrived_is_reported() {
+        let (ring, sealed) = keys();
+        let doc = json!({
+            "plain": {"api_key": "sk-plain"},
+            "app": {"api_key": encrypt_value(&ring, "sk-app")},
+            "boxed": {"api_key": seal(&sealed.primary().public_key(), b"sk-box")},
+        });
+        let out = seal_document(doc, &ring, &sealed).unwrap();
+        assert_eq!(out.paths, ["plain.api_key", "app.api_key", "boxed.api_key"]);
+        assert_eq!(out.arrived_encrypted, ["app.api_key"]);
+        assert_eq!(out.arrived_sealed, ["boxed.api_key"]);
+    }
+
+    #[test]
+    fn stored_values_sent_back_unchanged_are_kept_without_a_check() {
+        let (ring, sealed) = keys();
+        let (old, _) = keys();
+        // Stored under a key this ring no longer has: an editor sends it back untouched.
+        let stored = encrypt_value(&old, "sk-stored");
+        let previous = json!({"api_key": stored.clone()});
+        let doc = json!({"api_key": stored.clone(), "model": "m"});
+        let out = reseal_document(doc.clone(), Some(&previous), &ring, &sealed).unwrap();
+        assert_eq!(out.doc["api_key"], stored.as_str());
+        assert_eq!(out.paths, ["api_key"]);
+        assert!(out.arrived_encrypted.is_empty());
+        // Without the previous document it is foreign ciphertext.
+        assert!(seal_document(doc, &ring, &sealed).is_err());
     }
 
     #[test]
@@ -371,7 +463,7 @@ mod tests {
         let (other, _) = keys();
         let foreign = encrypt_value(&other, "sk-foreign");
         let doc = json!({"providers": [{"config": {"api_key": foreign.clone()}}]});
-        let err = seal_document(doc, &ring, &sealed).unwrap_err();
+        let err = pair(doc, &ring, &sealed).unwrap_err();
         assert_eq!(err.path, "providers[0].config.api_key");
         assert_eq!(err.reason, IngestReason::NotDecryptable);
         assert!(!err.to_string().contains(&foreign));
@@ -385,7 +477,7 @@ mod tests {
     fn sealed_values_are_opened_and_stored_encrypted_under_any_key() {
         let (ring, sealed) = keys();
         let value = seal(&sealed.primary().public_key(), b"sk-sealed");
-        let (out, paths) = seal_document(json!({"anything": value}), &ring, &sealed).unwrap();
+        let (out, paths) = pair(json!({"anything": value}), &ring, &sealed).unwrap();
         assert_eq!(paths, ["anything"]);
         assert_eq!(
             decrypt_value(&ring, at(&out, "/anything"))
@@ -400,7 +492,7 @@ mod tests {
         let (ring, sealed) = keys();
         let (_, other) = keys();
         let value = seal(&other.primary().public_key(), b"x");
-        let err = seal_document(json!({"a": [value]}), &ring, &sealed).unwrap_err();
+        let err = pair(json!({"a": [value]}), &ring, &sealed).unwrap_err();
         assert_eq!(err.path, "a[0]");
         assert_eq!(err.reason, IngestReason::Sealed(SealedError::UnknownKeyId));
     }
@@ -410,7 +502,7 @@ mod tests {
         let (ring, sealed) = keys();
         let doc =
             json!({"notes": "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123", "model": "claude"});
-        let (out, paths) = seal_document(doc, &ring, &sealed).unwrap();
+        let (out, paths) = pair(doc, &ring, &sealed).unwrap();
         assert_eq!(paths, ["notes"]);
         assert_eq!(out["model"], "claude");
     }
@@ -418,7 +510,7 @@ mod tests {
     #[test]
     fn odd_keys_are_quoted_in_paths() {
         let (ring, sealed) = keys();
-        let (_, mut paths) = seal_document(
+        let (_, mut paths) = pair(
             json!({"a.b": {"api_key": "x"}, "": {"token": "y"}}),
             &ring,
             &sealed,
@@ -431,13 +523,13 @@ mod tests {
     #[test]
     fn sealing_is_idempotent() {
         let (ring, sealed) = keys();
-        let (once, paths_once) = seal_document(
+        let (once, paths_once) = pair(
             json!({"token": "t", "x": [{"secret": "s"}]}),
             &ring,
             &sealed,
         )
         .unwrap();
-        let (twice, paths_twice) = seal_document(once.clone(), &ring, &sealed).unwrap();
+        let (twice, paths_twice) = pair(once.clone(), &ring, &sealed).unwrap();
         assert_eq!(once, twice);
         assert_eq!(paths_once, paths_twice);
         assert_eq!(sensitive_paths(&once), paths_once);
@@ -510,7 +602,7 @@ mod tests {
             let (ring, sealed) = keys();
             // Strings that already look like stored forms are not plaintext input.
             prop_assume!(!doc.to_string().contains("enc:") && !doc.to_string().contains("sealed:"));
-            let (out, _) = seal_document(doc.clone(), &ring, &sealed).unwrap();
+            let (out, _) = pair(doc.clone(), &ring, &sealed).unwrap();
             let opened = decrypt_document(&out, &ring).unwrap();
             prop_assert_eq!(opened.expose(), &doc);
         }
@@ -519,7 +611,7 @@ mod tests {
         fn no_plaintext_under_a_sensitive_key_survives(doc in arb_json()) {
             let (ring, sealed) = keys();
             prop_assume!(!doc.to_string().contains("enc:") && !doc.to_string().contains("sealed:"));
-            let (out, paths) = seal_document(doc.clone(), &ring, &sealed).unwrap();
+            let (out, paths) = pair(doc.clone(), &ring, &sealed).unwrap();
             let mut secrets = Vec::new();
             secrets_of(&doc, false, &mut secrets);
             let mut left = Vec::new();

@@ -1,7 +1,9 @@
 //! The keyring check at start-up, online rotation, and key usage counts.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
-use entity::{AuditAction, config, keyring_check};
+use entity::{AuditAction, config, keyring_check, tenant_key};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
@@ -9,6 +11,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::{ExportedKey, TenantKeys};
 use crate::audit::AuditEntry;
 use crate::auth::{Principal, RequestMeta};
 use crate::crypto::{self, Keyring, RotationCounts};
@@ -71,18 +74,33 @@ async fn write_check(db: &impl ConnectionTrait, keyring: &Keyring) -> Result<(),
     Ok(())
 }
 
-/// Re-encrypts every stored value under the primary key, a batch of configs at a time,
-/// each batch committed on its own: a rotation stopped midway is resumed by running it
-/// again (values already under the primary are skipped). A config written concurrently is
-/// re-read rather than overwritten.
+/// What a rotation did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Rotation {
+    pub values: RotationCounts,
+    /// Tenant data keys rewrapped under the keyring's primary key.
+    pub rewrapped_keys: u64,
+    /// Tenant data keys no master key opens (their values count as failed too).
+    pub unreadable_keys: u64,
+}
+
+/// Moves everything under the keys it should stand under now: tenant data keys are
+/// rewrapped under the keyring's primary key, then every value is re-encrypted under its
+/// tenant's current data key (tenant keys on) or the keyring's primary key (off).
+///
+/// A batch of configs at a time, each committed on its own: a rotation stopped midway is
+/// resumed by running it again (values already in place are skipped). A config written
+/// concurrently is re-read rather than overwritten. `tenant` limits it to one tenant's
+/// configs (after a new data key, see [`rotate_tenant_key`]).
 pub async fn rotate(
     db: &DatabaseConnection,
-    keyring: &Keyring,
+    keys: &TenantKeys,
+    tenant: Option<&str>,
     by: &Principal,
     meta: &RequestMeta,
     mut progress: impl FnMut(u64, RotationCounts),
-) -> Result<RotationCounts, AppError> {
-    let mut total = RotationCounts::default();
+) -> Result<Rotation, AppError> {
+    let mut done = rewrap_tenant_keys(db, keys.master(), tenant).await?;
     let mut after: Option<Uuid> = None;
     let mut configs_seen = 0u64;
     loop {
@@ -92,40 +110,123 @@ pub async fn rotate(
         if let Some(after) = after {
             query = query.filter(config::Column::Id.gt(after));
         }
+        if let Some(tenant) = tenant {
+            query = query.filter(config::Column::Tenant.eq(tenant));
+        }
         let rows = query.all(db).await?;
         let Some(last) = rows.last() else { break };
         after = Some(last.id);
         for row in rows {
-            total += rotate_one(db, keyring, row).await?;
+            done.values += rotate_one(db, keys, row).await?;
             configs_seen += 1;
         }
-        progress(configs_seen, total);
+        progress(configs_seen, done.values);
     }
-    if total.failed == 0 {
-        write_check(db, keyring).await?;
+    let clean = done.values.failed == 0 && done.unreadable_keys == 0;
+    if clean && tenant.is_none() {
+        write_check(db, keys.master()).await?;
     }
     AuditEntry::new(AuditAction::KeyRotate, by, meta)
-        .success(total.failed == 0)
+        .success(clean)
+        .tenant(tenant.map(str::to_owned))
         .detail(serde_json::json!({
-            "primary": keyring.fingerprints()[0],
+            "primary": keys.master().fingerprints()[0],
+            "tenantKeys": keys.enabled(),
             "configs": configs_seen,
-            "reencrypted": total.reencrypted,
-            "alreadyCurrent": total.already_current,
-            "failed": total.failed,
+            "reencrypted": done.values.reencrypted,
+            "alreadyCurrent": done.values.already_current,
+            "failed": done.values.failed,
+            "rewrappedKeys": done.rewrapped_keys,
+            "unreadableKeys": done.unreadable_keys,
         }))
         .record(db)
         .await?;
-    Ok(total)
+    Ok(done)
+}
+
+/// A new current data key for a tenant, then its values moved under it. Its older keys
+/// stay to open anything written meanwhile by a process that had not yet seen the new key;
+/// `keyringStatus` shows when nothing stands under them.
+pub async fn rotate_tenant_key(
+    db: &DatabaseConnection,
+    keys: &TenantKeys,
+    tenant: &str,
+    by: &Principal,
+    meta: &RequestMeta,
+) -> Result<(tenant_key::Model, Rotation), AppError> {
+    if !keys.enabled() {
+        return Err(tenant_keys_off());
+    }
+    let key = keys.create(db, tenant).await?;
+    let done = rotate(db, keys, Some(tenant), by, meta, |_, _| {}).await?;
+    Ok((key, done))
+}
+
+/// A tenant's current data key for app-side encryption; the audit event commits first.
+pub async fn export_tenant_key(
+    db: &DatabaseConnection,
+    keys: &TenantKeys,
+    tenant: &str,
+    reason: Option<String>,
+    by: &Principal,
+    meta: &RequestMeta,
+) -> Result<ExportedKey, AppError> {
+    if !keys.enabled() {
+        return Err(tenant_keys_off());
+    }
+    let exported = keys.export(db, tenant).await?;
+    AuditEntry::new(AuditAction::KeyExport, by, meta)
+        .tenant(Some(tenant.to_owned()))
+        .detail(serde_json::json!({ "keyId": exported.key_id, "reason": reason }))
+        .record(db)
+        .await?;
+    Ok(exported)
+}
+
+fn tenant_keys_off() -> AppError {
+    AppError::bad_input(
+        "tenant data keys are off: start the server with KEYWARD_TENANT_KEYS=true (app-side \
+         encryption then uses CONFIG_ENCRYPTION_KEY)",
+    )
+}
+
+/// Rewraps under the keyring's primary key every data key an older master key wraps.
+async fn rewrap_tenant_keys(
+    db: &DatabaseConnection,
+    master: &Keyring,
+    tenant: Option<&str>,
+) -> Result<Rotation, AppError> {
+    let mut done = Rotation::default();
+    let mut query = tenant_key::Entity::find();
+    if let Some(tenant) = tenant {
+        query = query.filter(tenant_key::Column::Tenant.eq(tenant));
+    }
+    for row in query.all(db).await? {
+        match master.key_index_of(&row.wrapped) {
+            Some(0) => {}
+            Some(_) => {
+                let key = master.decrypt(&row.wrapped).map_err(AppError::internal)?;
+                let mut row: tenant_key::ActiveModel = row.into();
+                row.wrapped = Set(master.encrypt(&key));
+                row.update(db).await?;
+                done.rewrapped_keys += 1;
+            }
+            None => done.unreadable_keys += 1,
+        }
+    }
+    Ok(done)
 }
 
 async fn rotate_one(
     db: &DatabaseConnection,
-    keyring: &Keyring,
+    keys: &TenantKeys,
     mut row: config::Model,
 ) -> Result<RotationCounts, AppError> {
+    let writes = keys.writing(db, &row.tenant).await?;
+    let reads = keys.reading(db, &row.tenant).await?;
     loop {
         let mut doc = row.config_data.clone().into_value();
-        let counts = crypto::reencrypt_document(&mut doc, keyring);
+        let counts = crypto::reencrypt_document(&mut doc, &reads, &writes);
         if counts.reencrypted == 0 {
             return Ok(counts);
         }
@@ -147,15 +248,31 @@ async fn rotate_one(
     }
 }
 
-/// How many stored values stand under each key of the keyring (and under none).
+/// How many stored values stand under each key: the keyring's, and every tenant data key.
 pub struct KeyUsage {
     pub fingerprints: Vec<String>,
-    /// One count per key, then the count of values no key opens.
+    /// One count per key of the keyring, primary first.
     pub values: Vec<u64>,
+    /// Values that no key opens.
+    pub unreadable: u64,
+    pub tenant_keys: Vec<TenantKeyUsage>,
 }
 
-pub async fn usage(db: &DatabaseConnection, keyring: &Keyring) -> Result<KeyUsage, AppError> {
-    let mut values = vec![0u64; keyring.len() + 1];
+pub struct TenantKeyUsage {
+    pub key: tenant_key::Model,
+    pub current: bool,
+    pub values: u64,
+    /// The fingerprint of the master key that wraps it, if the keyring has it.
+    pub wrapped_by: Option<String>,
+}
+
+pub async fn usage(db: &DatabaseConnection, keys: &TenantKeys) -> Result<KeyUsage, AppError> {
+    let master = keys.master();
+    let fingerprints = master.fingerprints();
+    // Values by the fingerprint of the key that opens them.
+    let mut by_key: HashMap<String, u64> = HashMap::new();
+    let mut unreadable = 0;
+    let mut rings: HashMap<String, (std::sync::Arc<Keyring>, Vec<String>)> = HashMap::new();
     let mut after: Option<Uuid> = None;
     loop {
         let mut query = config::Entity::find()
@@ -168,11 +285,47 @@ pub async fn usage(db: &DatabaseConnection, keyring: &Keyring) -> Result<KeyUsag
         let Some(last) = rows.last() else { break };
         after = Some(last.id);
         for row in &rows {
-            crypto::count_by_key(row.config_data.as_value(), keyring, &mut values);
+            if !rings.contains_key(&row.tenant) {
+                let ring = keys.reading(db, &row.tenant).await?;
+                let names = ring.fingerprints();
+                rings.insert(row.tenant.clone(), (ring, names));
+            }
+            let (ring, names) = &rings[&row.tenant];
+            let mut counts = vec![0u64; ring.len() + 1];
+            crypto::count_by_key(row.config_data.as_value(), ring, &mut counts);
+            for (name, n) in names.iter().zip(&counts) {
+                *by_key.entry(name.clone()).or_default() += n;
+            }
+            unreadable += counts[ring.len()];
         }
     }
+    let values = fingerprints
+        .iter()
+        .map(|f| by_key.get(f).copied().unwrap_or(0))
+        .collect();
+    let rows = tenant_key::Entity::find()
+        .order_by_asc(tenant_key::Column::Tenant)
+        .order_by_desc(tenant_key::Column::Id)
+        .all(db)
+        .await?;
+    let mut tenant_keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        let current = tenant_keys
+            .last()
+            .is_none_or(|prev: &TenantKeyUsage| prev.key.tenant != row.tenant);
+        tenant_keys.push(TenantKeyUsage {
+            current,
+            values: by_key.get(&row.key_id).copied().unwrap_or(0),
+            wrapped_by: master
+                .key_index_of(&row.wrapped)
+                .map(|i| fingerprints[i].clone()),
+            key: row,
+        });
+    }
     Ok(KeyUsage {
-        fingerprints: keyring.fingerprints(),
+        fingerprints,
         values,
+        unreadable,
+        tenant_keys,
     })
 }

@@ -22,7 +22,7 @@ pub struct CreateSessionInput {
 fn deps(state: &AppState) -> Deps<'_> {
     Deps {
         db: &state.db,
-        keyring: &state.keyring,
+        keys: &state.tenant_keys,
         providers: &state.providers,
     }
 }

@@ -13,14 +13,14 @@ use uuid::Uuid;
 use crate::audit::AuditEntry;
 use crate::auth::{Principal, RequestMeta};
 use crate::config::service::{check_no_nul, find_visible};
-use crate::crypto::{self, Keyring};
 use crate::error::AppError;
+use crate::keys::TenantKeys;
 use crate::providers::{ProviderClient, ProviderError, Providers, Turn, TurnRole};
 
-/// What a session needs from the server: the store, the keyring and the provider clients.
+/// What a session needs from the server: the store, the tenant rings and the provider clients.
 pub struct Deps<'a> {
     pub db: &'a DatabaseConnection,
-    pub keyring: &'a Keyring,
+    pub keys: &'a TenantKeys,
     pub providers: &'a Providers,
 }
 
@@ -43,14 +43,16 @@ pub const MAX_MODEL_CHARS: usize = 200;
 
 /// Decrypts the config in memory and builds the client for one of its providers. The
 /// plaintext document is scrubbed when this returns; only the client keeps the key.
-fn build_client(
+async fn build_client(
     deps: &Deps<'_>,
     config: &entity::config::Model,
     index: i32,
     model: Option<&str>,
 ) -> Result<ProviderClient, AppError> {
-    let plain = crypto::decrypt_document(config.config_data.as_value(), deps.keyring)
-        .map_err(|path| AppError::DecryptionFailed { path })?;
+    let plain = deps
+        .keys
+        .open(deps.db, &config.tenant, config.config_data.as_value())
+        .await?;
     let path = format!("providers[{index}]");
     let entry = usize::try_from(index)
         .ok()
@@ -77,7 +79,7 @@ pub async fn create(
         .as_deref()
         .map(str::trim)
         .filter(|m| !m.is_empty());
-    let client = match build_client(deps, &config, index, model) {
+    let client = match build_client(deps, &config, index, model).await {
         Ok(client) => client,
         Err(e) => {
             // The config was decrypted (or tried) even though no session came of it.
@@ -195,7 +197,8 @@ pub async fn begin_turn(
         &config,
         session.provider_index,
         session.model.as_deref(),
-    )?;
+    )
+    .await?;
     // The config was edited so that the entry at this index is another provider: the
     // session's turns (and its model) must not silently go there.
     if client.module() != session.provider {

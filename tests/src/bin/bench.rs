@@ -984,7 +984,7 @@ async fn seed(opts: &Opts, db: &DatabaseConnection, key: &str) -> Result<Seeded>
             Uuid::new_v4().simple(),
             Uuid::new_v4().simple()
         );
-        let (sealed, _) = seal_document(plaintext_doc(&api_key), &keyring, &sealed_keys)?;
+        let sealed = seal_document(plaintext_doc(&api_key), &keyring, &sealed_keys)?.doc;
         if n == 1 {
             stored_doc = sealed.to_string();
         }
