@@ -69,7 +69,7 @@ async fn reveal(app: &TestApp, id: &Value) -> Value {
 
 async fn status(app: &TestApp) -> Value {
     app.gql(
-        "{ keyringStatus { keys { fingerprint values } unreadableValues tenantKeysEnabled
+        "{ keyringStatus { keys { fingerprint values dataKeys } unreadableValues tenantKeysEnabled
            tenantKeys { tenant keyId current values wrappedBy } } }",
         json!({}),
     )
@@ -256,6 +256,7 @@ async fn rotation_rewraps_data_keys_and_moves_values_then_the_old_master_key_can
     let b = create_in(&app, "b", "b1", document("sk-b")).await;
     let before = status(&app).await;
     assert_eq!(before["keys"][0]["values"], 1, "{before}");
+    assert_eq!(before["keys"][0]["dataKeys"], 2, "{before}");
     app.stop().await;
 
     let new_master = Keyring::generate_key();
@@ -274,6 +275,11 @@ async fn rotation_rewraps_data_keys_and_moves_values_then_the_old_master_key_can
         json!({ "reencrypted": 1, "alreadyCurrent": 2, "failed": 0, "rewrappedKeys": 2 })
     );
     let after = status(&rotating).await;
+    assert_eq!(
+        (&after["keys"][0]["dataKeys"], &after["keys"][1]["dataKeys"]),
+        (&json!(2), &json!(0)),
+        "{after}"
+    );
     assert_eq!(
         (&after["keys"][0]["values"], &after["keys"][1]["values"]),
         (&json!(0), &json!(0)),

@@ -79,6 +79,8 @@ pub struct KeyUsage {
     fingerprint: String,
     primary: bool,
     values: u64,
+    /// Tenant data keys wrapped by this key.
+    data_keys: u64,
 }
 
 #[derive(SimpleObject)]
@@ -115,14 +117,19 @@ impl KeysQuery {
         let usage = service::usage(&state.db, &state.tenant_keys).await?;
         let keys = usage
             .fingerprints
-            .into_iter()
+            .iter()
             .zip(&usage.values)
             .enumerate()
             .map(|(i, (fingerprint, values))| KeyUsage {
                 position: i as u32,
-                fingerprint,
+                fingerprint: fingerprint.clone(),
                 primary: i == 0,
                 values: *values,
+                data_keys: usage
+                    .tenant_keys
+                    .iter()
+                    .filter(|k| k.wrapped_by.as_ref() == Some(fingerprint))
+                    .count() as u64,
             })
             .collect();
         let tenant_keys = usage
