@@ -6,6 +6,8 @@
 //! Each test starts a server with the default (off) on a fresh database, then one with
 //! tenant keys on over the same database, so switching the mode on is tested every time.
 
+use std::sync::Arc;
+
 use keyward::crypto::{Keyring, decrypt_value, encrypt_value};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -387,7 +389,79 @@ async fn a_tenants_key_rotated_after_a_leak_no_longer_opens_its_values(off: &Tes
     app.stop().await;
 }
 
+/// Killed after its first batch and run again: every config readable midway and after,
+/// and the old master key can go.
+async fn a_rotation_into_tenant_keys_stopped_midway_resumes(off: &TestApp) {
+    let count = 150;
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let tenant = ["a", "b", "c"][i % 3];
+        ids.push(
+            create_in(off, tenant, &format!("c{i}"), document(&format!("sk-{i}"))).await["id"]
+                .clone(),
+        );
+    }
+    let new_master = Keyring::generate_key();
+    let both = SecretString::from(format!(
+        "{},{}",
+        new_master.expose_secret(),
+        off.key.expose_secret()
+    ));
+    let app = TestApp::spawn_sharing_with(off, |s| {
+        s.store.tenant_keys = true;
+        s.store.encryption_key = Some(both.clone());
+    })
+    .await;
+    let keys = keyward::keys::TenantKeys::new(Arc::new(Keyring::parse(&both).unwrap()), true);
+    let db = app.db.clone();
+    let (batch_done, mut first_batch) = tokio::sync::mpsc::unbounded_channel();
+    let run = tokio::spawn(async move {
+        let by = keyward::auth::Principal::break_glass_admin();
+        let meta = keyward::auth::RequestMeta::default();
+        keyward::keys::service::rotate(&db, &keys, None, &by, &meta, |configs, _| {
+            let _ = batch_done.send(configs);
+        })
+        .await
+    });
+    assert_eq!(first_batch.recv().await, Some(100));
+    run.abort(); // as if the process died here
+    let _ = run.await;
+
+    let midway = status(&app).await;
+    let under_master = midway["keys"][1]["values"].as_u64().unwrap();
+    assert!(under_master > 0 && under_master < count as u64, "{midway}");
+    for (i, id) in ids.iter().enumerate().step_by(7) {
+        assert_eq!(
+            reveal(&app, id).await,
+            document(&format!("sk-{i}")),
+            "readable midway"
+        );
+    }
+    let resumed = rotate(&app).await;
+    assert_eq!(resumed["reencrypted"].as_u64().unwrap(), under_master);
+    assert_eq!(resumed["failed"], 0);
+    let after = status(&app).await;
+    assert_eq!(
+        (&after["keys"][1]["values"], &after["keys"][1]["dataKeys"]),
+        (&json!(0), &json!(0)),
+        "{after}"
+    );
+    app.stop().await;
+
+    let only_new = SecretString::from(new_master.expose_secret().to_owned());
+    let fresh = TestApp::spawn_sharing_with(off, |s| {
+        s.store.tenant_keys = true;
+        s.store.encryption_key = Some(only_new.clone());
+    })
+    .await;
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(reveal(&fresh, id).await, document(&format!("sk-{i}")));
+    }
+    fresh.stop().await;
+}
+
 both_databases!(
+    a_rotation_into_tenant_keys_stopped_midway_resumes,
     each_tenant_has_its_own_data_key_and_the_master_key_alone_opens_nothing,
     app_side_values_must_be_under_the_configs_own_tenant_keys,
     exporting_a_data_key_is_audited_admin_only_and_needs_tenant_keys_on,
