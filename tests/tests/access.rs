@@ -194,6 +194,8 @@ enum Op {
     EncryptionKey,
     KeyringStatus,
     RotateEncryptionKey,
+    ExportTenantKey,
+    RotateTenantKey,
     Session,
     Sessions,
     CreateSession,
@@ -225,6 +227,8 @@ const MATRIX: &[(Op, [Expect; 5])] = &[
     (Op::EncryptionKey,  [Unauth,   Unauth,   Data,      Data,      Data]),
     (Op::KeyringStatus,  [Unauth,   Unauth,   Forbidden, Forbidden, Data]),
     (Op::RotateEncryptionKey, [Unauth, Unauth, Forbidden, Forbidden, Data]),
+    (Op::ExportTenantKey, [Unauth,  Unauth,   Forbidden, Forbidden, Data]),
+    (Op::RotateTenantKey, [Unauth,  Unauth,   Forbidden, Forbidden, Data]),
     (Op::Session,        [Unauth,   Unauth,   Data,      Null,      Data]),
     (Op::Sessions,       [Unauth,   Unauth,   Data,      Data,      Data]),
     (Op::CreateSession,  [Unauth,   Unauth,   Data,      NotFound,  Data]),
@@ -250,6 +254,8 @@ impl Op {
             Op::EncryptionKey => "encryptionKey",
             Op::KeyringStatus => "keyringStatus",
             Op::RotateEncryptionKey => "rotateEncryptionKey",
+            Op::ExportTenantKey => "exportTenantKey",
+            Op::RotateTenantKey => "rotateTenantKey",
             Op::Session => "session",
             Op::Sessions => "sessions",
             Op::CreateSession => "createSession",
@@ -397,6 +403,14 @@ async fn cell(app: &TestApp, world: &World, op: Op, who: Who) -> Cell {
         ),
         Op::RotateEncryptionKey => plain(
             "mutation { rotateEncryptionKey { reencrypted alreadyCurrent failed } }",
+            json!({}),
+        ),
+        Op::ExportTenantKey => plain(
+            "mutation { exportTenantKey(tenant: \"a\") { tenant keyId key } }",
+            json!({}),
+        ),
+        Op::RotateTenantKey => plain(
+            "mutation { rotateTenantKey(tenant: \"a\") { tenant keyId rotation { reencrypted failed } } }",
             json!({}),
         ),
         Op::Session => plain(
@@ -706,6 +720,20 @@ async fn check(
                 "the test configs' values: {data}"
             );
         }
+        (Op::ExportTenantKey, Data) => {
+            assert_eq!(data["tenant"], "a");
+            let key = secrecy::SecretString::from(data["key"].as_str().unwrap().to_owned());
+            let key = keyward::crypto::Keyring::parse(&key).expect("a Fernet key");
+            assert_eq!(key.fingerprints()[0], data["keyId"].as_str().unwrap());
+        }
+        (Op::RotateTenantKey, Data) => {
+            assert_eq!(data["tenant"], "a");
+            assert_eq!(data["rotation"]["failed"], 0);
+            assert!(
+                data["rotation"]["reencrypted"].as_u64().unwrap() > 0,
+                "{data}"
+            );
+        }
         (Op::EncryptionKey, Data) => {
             assert!(!data["keyId"].as_str().unwrap().is_empty());
             assert!(!data["publicKey"].as_str().unwrap().is_empty());
@@ -781,7 +809,10 @@ async fn check(
     }
 }
 
-async fn every_operation_answers_every_caller_as_the_matrix_says(app: &TestApp) {
+async fn every_operation_answers_every_caller_as_the_matrix_says(default: &TestApp) {
+    // Tenant data keys on, so that their operations answer too; the rest behaves the same.
+    let shared = TestApp::spawn_sharing_with(default, |s| s.store.tenant_keys = true).await;
+    let app = &shared;
     let world = World::build(app).await;
     for (op, row) in MATRIX {
         for (who, expect) in WHO.iter().zip(row) {
@@ -793,6 +824,7 @@ async fn every_operation_answers_every_caller_as_the_matrix_says(app: &TestApp) 
             check(app, &world, *op, *who, *expect, &cell, &res).await;
         }
     }
+    shared.stop().await;
 }
 
 /// The matrix has a row for every field of Query and Mutation: a new operation without a
