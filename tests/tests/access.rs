@@ -1612,6 +1612,17 @@ async fn a_decrypt_whose_audit_row_cannot_be_written_returns_no_plaintext(app: &
         .await;
     assert_eq!(revoke.code(), Some("UNAVAILABLE"), "{}", revoke.body);
     assert_eq!(me(app, &kept).await.status, StatusCode::OK);
+    // No tenant data key leaves unaudited.
+    let keyed = TestApp::spawn_sharing_with(app, |s| s.store.tenant_keys = true).await;
+    let export = keyed
+        .gql(
+            "mutation { exportTenantKey(tenant: \"f\") { key } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(export.code(), Some("UNAVAILABLE"), "{}", export.body);
+    assert!(export.body["data"].is_null(), "{}", export.body);
+    keyed.stop().await;
     assert_eq!(
         sql_count(
             app,
