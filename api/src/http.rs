@@ -5,10 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use async_graphql::BatchRequest;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{BatchRequest, Data};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Body;
 use axum::extract::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Request, State};
@@ -267,16 +266,18 @@ pub async fn authenticate_bearer(
     }
 }
 
-/// Subscriptions (`graphql-transport-ws`). The bearer token comes in `connection_init`'s
-/// payload as `{"Authorization": "Bearer …"}`; without a valid one the socket is closed.
+/// Subscriptions (`graphql-transport-ws`, see `crate::ws`). The bearer token comes in
+/// `connection_init`'s payload as `{"Authorization": "Bearer …"}`.
 async fn graphql_ws(
     State(http): State<Http>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     axum::Extension(req_id): axum::Extension<RequestId>,
     headers: HeaderMap,
-    protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let Some(protocol) = crate::ws::protocol(&headers) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
     let meta = meta_of(&req_id, &addr, &headers);
     let Http { state, schema } = http;
     // A subscription message is a GraphQL request: the body limit applies to it too
@@ -287,23 +288,7 @@ async fn graphql_ws(
         .max_frame_size(max_message)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let bearer = ["Authorization", "authorization"]
-                        .iter()
-                        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
-                        .map(|v| bearer_token(v).unwrap_or(v.trim()).to_owned());
-                    match authenticate_bearer(&state, addr.ip(), bearer.as_deref(), &meta).await {
-                        Ok(principal) => {
-                            let mut data = Data::default();
-                            data.insert(principal);
-                            data.insert(meta);
-                            Ok(data)
-                        }
-                        Err(_) => Err(AppError::Unauthenticated.into()),
-                    }
-                })
-                .serve()
+            crate::ws::serve(socket, schema, protocol, state, addr.ip(), meta)
         })
 }
 

@@ -21,6 +21,7 @@ pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod ws;
 
 pub use error::AppError;
 pub use settings::Settings;

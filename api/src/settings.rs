@@ -111,6 +111,10 @@ pub struct Limits {
     /// still arriving then gets 408, a request still running 503 UNAVAILABLE.
     #[arg(long, env = "KEYWARD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// How long a WebSocket may stay open before its `connection_init`: then it is closed
+    /// with 4408.
+    #[arg(long, env = "KEYWARD_WS_INIT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub ws_init_timeout: Duration,
     /// Failed authentications one client IP may make per minute before it is throttled.
     #[arg(long, env = "KEYWARD_AUTH_FAILURES_PER_MINUTE", default_value_t = 60)]
     pub auth_failures_per_minute: u32,
@@ -128,6 +132,7 @@ impl Default for Limits {
             max_query_complexity: 1000,
             max_batch: 10,
             request_timeout: Duration::from_secs(30),
+            ws_init_timeout: Duration::from_secs(10),
             auth_failures_per_minute: 60,
             provider_timeout: Duration::from_secs(120),
         }

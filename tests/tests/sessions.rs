@@ -475,10 +475,11 @@ async fn a_bad_or_missing_token_in_connection_init_is_refused(app: &TestApp) {
     let config = admin.create_config("ws-auth", fakes.document(KEY)).await;
     let sid = id(&admin.session_on(&config, ECHO).await);
 
+    // The protocol's close codes: 4403 Forbidden, 4401 Unauthorized, 4400 bad message.
     let mut ws = Ws::connect(app, Responses::default()).await;
     match ws.init("not-a-real-token").await {
         WsEvent::Closed(Some((code, reason))) => {
-            assert_ne!(code, 1000, "not a normal closure");
+            assert_eq!(code, 4403);
             assert!(reason.contains("bearer token"), "{reason}");
         }
         other => panic!("a bad token must close the socket, got {other:?}"),
@@ -488,7 +489,7 @@ async fn a_bad_or_missing_token_in_connection_init_is_refused(app: &TestApp) {
     ws.send_json(json!({"type": "connection_init", "payload": {}}))
         .await;
     assert!(
-        matches!(ws.recv().await, WsEvent::Closed(Some(_))),
+        matches!(ws.recv().await, WsEvent::Closed(Some((4403, _)))),
         "no token: closed"
     );
 
@@ -496,14 +497,83 @@ async fn a_bad_or_missing_token_in_connection_init_is_refused(app: &TestApp) {
     let mut ws = Ws::connect(app, Responses::default()).await;
     ws.stream_message(&sid, "sneaky").await;
     assert!(
-        matches!(ws.recv().await, WsEvent::Closed(Some(_))),
+        matches!(ws.recv().await, WsEvent::Closed(Some((4401, _)))),
         "no handshake: closed"
     );
+
+    let mut ws = Ws::connect(app, Responses::default()).await;
+    ws.send_json(json!({"type": "no-such-message"})).await;
+    let bad = ws.recv().await;
+    assert!(matches!(bad, WsEvent::Closed(Some((4400, _)))), "{bad:?}");
 
     assert_eq!(
         admin.session(&sid).await["messageCount"],
         0,
         "nothing was sent"
+    );
+}
+
+/// A socket that never sends `connection_init` is closed with 4408 at the deadline.
+async fn a_socket_without_connection_init_is_closed_at_the_deadline(app: &TestApp) {
+    let quick = TestApp::spawn_sharing_with(app, |s| {
+        s.limits.ws_init_timeout = Duration::from_millis(300)
+    })
+    .await;
+    let mut ws = Ws::connect(&quick, Responses::default()).await;
+    match ws.recv().await {
+        WsEvent::Closed(Some((code, reason))) => {
+            assert_eq!(code, 4408);
+            assert!(reason.contains("initialisation timeout"), "{reason}");
+        }
+        other => panic!("an idle socket must be closed, got {other:?}"),
+    }
+    // One that does init in time stays open.
+    let mut ws = Ws::connect(&quick, Responses::default()).await;
+    assert_eq!(
+        ws.init(&quick.admin_token).await,
+        WsEvent::Message(json!({"type": "connection_ack"}))
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ws.send_json(json!({"type": "ping"})).await;
+    assert_eq!(ws.recv().await, WsEvent::Message(json!({"type": "pong"})));
+    quick.stop().await;
+}
+
+/// A token revoked while its socket is open starts nothing more there: the next
+/// `subscribe` closes the socket with 4403, and nothing reaches the provider.
+async fn a_token_revoked_on_an_open_socket_starts_no_more_subscriptions(app: &TestApp) {
+    let fakes = Fakes::start().await;
+    let admin = Client::admin(app);
+    let created = admin
+        .gql(
+            "mutation { createApiToken(input: {name: \"ws-member\", role: MEMBER}) { token apiToken { id } } }",
+            json!({}),
+        )
+        .await;
+    let created = created.data("createApiToken");
+    let member = Client::new(app, created["token"].as_str().unwrap());
+    let config = member.create_config("ws-revoke", fakes.document(KEY)).await;
+    let sid = id(&member.session_on(&config, ECHO).await);
+
+    let mut ws = member.ws().await;
+    let first = ws.stream(&sid, "before the revocation").await;
+    assert!(first.completed, "{first:?}");
+    admin
+        .gql(
+            "mutation($id: ID!) { revokeApiToken(id: $id) }",
+            json!({ "id": created["apiToken"]["id"] }),
+        )
+        .await
+        .data("revokeApiToken");
+    ws.stream_message(&sid, "after the revocation").await;
+    match ws.recv().await {
+        WsEvent::Closed(Some((code, _))) => assert_eq!(code, 4403),
+        other => panic!("a revoked token's subscribe must close the socket, got {other:?}"),
+    }
+    assert_eq!(
+        admin.session(&sid).await["messageCount"],
+        2,
+        "only the turn before the revocation"
     );
 }
 
@@ -1518,6 +1588,8 @@ both_databases!(
     streaming_delivers_openai_chunks_in_order_that_add_up_to_the_stored_reply,
     streaming_an_echo_session_yields_the_users_words,
     a_bad_or_missing_token_in_connection_init_is_refused,
+    a_socket_without_connection_init_is_closed_at_the_deadline,
+    a_token_revoked_on_an_open_socket_starts_no_more_subscriptions,
     closing_the_socket_mid_stream_cancels_the_upstream_request,
     unsubscribing_mid_stream_cancels_the_upstream_request,
     another_tenants_session_answers_exactly_like_a_missing_one,
