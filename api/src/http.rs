@@ -171,10 +171,34 @@ pub fn error_response(status: StatusCode, code: Code, message: &str) -> Response
     (status, Json(body)).into_response()
 }
 
-fn meta_of(req_id: &RequestId, addr: &SocketAddr, headers: &HeaderMap) -> RequestMeta {
+/// The client's address: the TCP peer, unless the peer is a trusted proxy; then the
+/// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy (entries further
+/// left were written by the client and prove nothing).
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect::<Vec<_>>();
+    forwarded
+        .iter()
+        .rev()
+        .map(|entry| entry.trim().parse::<IpAddr>().ok())
+        .take_while(Option::is_some)
+        .flatten()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
+}
+
+fn meta_of(req_id: &RequestId, ip: IpAddr, headers: &HeaderMap) -> RequestMeta {
     RequestMeta {
         request_id: req_id.0.clone(),
-        client_ip: Some(addr.ip().to_string()),
+        client_ip: Some(ip.to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -278,7 +302,8 @@ async fn graphql_ws(
     let Some(protocol) = crate::ws::protocol(&headers) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let meta = meta_of(&req_id, &addr, &headers);
+    let ip = client_ip(addr.ip(), &headers, &http.state.settings.trusted_proxies);
+    let meta = meta_of(&req_id, ip, &headers);
     let Http { state, schema } = http;
     // A subscription message is a GraphQL request: the body limit applies to it too
     // (tungstenite's defaults would take 64 MiB).
@@ -287,9 +312,7 @@ async fn graphql_ws(
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            crate::ws::serve(socket, schema, protocol, state, addr.ip(), meta)
-        })
+        .on_upgrade(move |socket| crate::ws::serve(socket, schema, protocol, state, ip, meta))
 }
 
 async fn graphql(
@@ -300,8 +323,9 @@ async fn graphql(
     body: Body,
 ) -> Response {
     let state = &http.state;
-    let meta = meta_of(&req_id, &addr, &headers);
-    let principal = match authenticate(state, addr.ip(), &headers, &meta).await {
+    let ip = client_ip(addr.ip(), &headers, &state.settings.trusted_proxies);
+    let meta = meta_of(&req_id, ip, &headers);
+    let principal = match authenticate(state, ip, &headers, &meta).await {
         Ok(p) => p,
         Err(res) => return res,
     };
@@ -454,6 +478,33 @@ async fn drain(mut stream: axum::body::BodyDataStream, cap: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_address_comes_from_x_forwarded_for_only_behind_a_trusted_proxy() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 1.2.3.4, 10.0.0.9".parse().unwrap(),
+        );
+        // Behind the proxy: the rightmost untrusted entry, not the spoofable leftmost.
+        assert_eq!(client_ip(ip("10.0.0.1"), &headers, &trusted), ip("1.2.3.4"));
+        // From anywhere else the header is the client's own word: ignored.
+        assert_eq!(client_ip(ip("8.8.8.8"), &headers, &trusted), ip("8.8.8.8"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &headers, &[]), ip("10.0.0.1"));
+        // Garbage stops the walk: the proxy's own address is used.
+        headers.insert("x-forwarded-for", "1.2.3.4, junk".parse().unwrap());
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &headers, &trusted),
+            ip("10.0.0.1")
+        );
+        headers.remove("x-forwarded-for");
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &headers, &trusted),
+            ip("10.0.0.1")
+        );
+    }
 
     #[test]
     fn bearer_tokens_are_taken_from_the_bearer_scheme_only() {

@@ -73,6 +73,11 @@ pub struct Settings {
     pub env_allow: Vec<String>,
     #[command(flatten)]
     pub limits: Limits,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the client:
+    /// the throttle and the audit trail then key on the client, not on the proxy. None by
+    /// default: the header is ignored, so a client cannot choose its own address.
+    #[arg(long, env = "KEYWARD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Origins allowed to call the API from a browser (CORS). None by default.
     #[arg(long, env = "KEYWARD_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -150,10 +155,19 @@ impl Settings {
             env_allow: Vec::new(),
             limits: Limits::default(),
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             shutdown_grace: Duration::from_secs(20),
             token_cache: false,
         }
     }
+}
+
+/// `10.0.0.0/8`, or a single address (`10.0.0.7`, `::1`).
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR block"))
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {

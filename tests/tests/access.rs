@@ -1892,3 +1892,82 @@ both_databases_with_auth_limit!(
     repeated_failed_authentications_are_throttled_even_for_a_valid_token,
     a_storm_of_bad_tokens_writes_few_audit_rows,
 );
+
+/// Behind a trusted proxy, the throttle and the audit trail key on the client that
+/// `X-Forwarded-For` names; from anyone else the header is ignored, so a client cannot
+/// dodge the throttle by inventing addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_throttle_keys_on_the_client_behind_a_trusted_proxy_and_ignores_forged_headers() {
+    let limit = 5;
+    let proxied = TestApp::spawn_with(Db::Sqlite, |s| {
+        s.limits.auth_failures_per_minute = limit;
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let guess = |i: usize| format!("kw_guess{i:04}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    for i in 0..=limit as usize {
+        send(
+            &proxied,
+            Some(&guess(i)),
+            "{ me { name } }",
+            json!({}),
+            &from("203.0.113.7"),
+        )
+        .await;
+    }
+    let attacker = send(
+        &proxied,
+        Some(&proxied.admin_token),
+        "{ me { name } }",
+        json!({}),
+        &from("203.0.113.7"),
+    )
+    .await;
+    assert_eq!(attacker.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another client behind the same proxy is not punished for it.
+    let other = send(
+        &proxied,
+        Some(&proxied.admin_token),
+        "{ me { name } }",
+        json!({}),
+        &from("198.51.100.2"),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.body);
+    let denied = proxied
+        .gql_as(
+            Some(&proxied.admin_token),
+            "{ auditEvents(action: \"auth.denied\", first: 1) { nodes { clientIp } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        denied.data("auditEvents")["nodes"][0]["clientIp"],
+        "203.0.113.7"
+    );
+    proxied.stop().await;
+
+    let direct =
+        TestApp::spawn_with(Db::Sqlite, |s| s.limits.auth_failures_per_minute = limit).await;
+    for i in 0..=limit as usize {
+        let forged = format!("192.0.2.{i}");
+        let res = direct
+            .client
+            .post(format!("{}/graphql", direct.address))
+            .bearer_auth(guess(i))
+            .header("x-forwarded-for", forged)
+            .json(&json!({ "query": "{ me { name } }" }))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(res.status(), StatusCode::OK);
+    }
+    let blocked = me(&direct, &direct.admin_token).await;
+    assert_eq!(
+        blocked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "forged addresses do not help"
+    );
+    direct.stop().await;
+}
