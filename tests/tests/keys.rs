@@ -1,5 +1,6 @@
 //! Key management: the keyring check at start-up, online rotation that loses nothing, key
-//! usage counts, and sealed boxes made by other implementations.
+//! usage counts, and sealed boxes made by other implementations (PyNaCl) and by the
+//! `keyward-seal` crate the console uses.
 
 use std::sync::Arc;
 
@@ -238,12 +239,36 @@ async fn writes_during_a_rotation_are_never_lost(old: &TestApp) {
     app.stop().await;
 }
 
-async fn values_sealed_by_pynacl_are_opened_and_stored_encrypted(app: &TestApp) {
-    let key = app
-        .gql("{ encryptionKey { keyId publicKey algorithm } }", json!({}))
+async fn encryption_key(app: &TestApp) -> Value {
+    app.gql("{ encryptionKey { keyId publicKey algorithm } }", json!({}))
         .await
         .data("encryptionKey")
-        .clone();
+        .clone()
+}
+
+/// Stores `{"anything": sealed}` and checks the server opened it: stored as `enc:`, listed
+/// as sensitive, and revealed as `plaintext`.
+async fn assert_opened_and_stored_encrypted(
+    app: &TestApp,
+    name: &str,
+    sealed: &str,
+    plaintext: &str,
+) {
+    let created = app
+        .create_config(&app.admin_token, name, json!({ "anything": sealed }))
+        .await;
+    assert!(
+        created["configData"]["anything"]
+            .as_str()
+            .unwrap()
+            .starts_with("enc:gAAAA")
+    );
+    assert_eq!(created["sensitivePaths"], json!(["anything"]));
+    assert_eq!(reveal(app, &created["id"]).await["anything"], plaintext);
+}
+
+async fn values_sealed_by_pynacl_are_opened_and_stored_encrypted(app: &TestApp) {
+    let key = encryption_key(app).await;
     let script = "import base64,sys\nfrom nacl.public import PublicKey, SealedBox\n\
         pk = PublicKey(base64.b64decode(sys.argv[1]))\n\
         print(base64.b64encode(SealedBox(pk).encrypt(sys.argv[2].encode())).decode())";
@@ -266,20 +291,38 @@ async fn values_sealed_by_pynacl_are_opened_and_stored_encrypted(app: &TestApp) 
         key["keyId"].as_str().unwrap(),
         String::from_utf8(out.stdout).unwrap().trim()
     );
-    let created = app
-        .create_config(&app.admin_token, "sealed", json!({ "anything": sealed }))
-        .await;
-    assert!(
-        created["configData"]["anything"]
-            .as_str()
-            .unwrap()
-            .starts_with("enc:gAAAA")
-    );
-    assert_eq!(created["sensitivePaths"], json!(["anything"]));
+    assert_opened_and_stored_encrypted(app, "sealed", &sealed, "sk-sealed-by-pynacl").await;
+}
+
+/// `keyward-seal`, the crate the console seals with in the browser, against the running
+/// server's `encryptionKey`: one value, then a whole document as the console sends it.
+async fn values_sealed_by_keyward_seal_are_opened_and_stored_encrypted(app: &TestApp) {
+    let key = encryption_key(app).await;
+    let public = keyward_seal::parse_public_key(key["publicKey"].as_str().unwrap()).unwrap();
+    assert_eq!(keyward_seal::fingerprint(&public), key["keyId"]);
+    let sealed = keyward_seal::seal(&public, b"sk-sealed-by-keyward-seal");
+    assert_opened_and_stored_encrypted(app, "sealed", &sealed, "sk-sealed-by-keyward-seal").await;
+
+    let typed = json!({
+        "providers": [{ "module": "provider-echo",
+                        "config": { "api_key": "sk-typed-in-the-console", "model": "echo" } }],
+        "db": { "credentials": { "user": "u", "port": 5432 } },
+        "env": { "token": "${TOKEN}" },
+    });
+    let mut sent = typed.clone();
+    assert_eq!(keyward_seal::seal_secrets(&mut sent, &public), 2);
+    assert!(!sent.to_string().contains("sk-typed-in-the-console"));
+    let created = app.create_config(&app.admin_token, "document", sent).await;
+    let mut paths: Vec<_> = created["sensitivePaths"].as_array().unwrap().clone();
+    paths.sort_by_key(|p| p.to_string());
     assert_eq!(
-        reveal(app, &created["id"]).await["anything"],
-        "sk-sealed-by-pynacl"
+        paths,
+        [
+            json!("db.credentials.user"),
+            json!("providers[0].config.api_key")
+        ]
     );
+    assert_eq!(reveal(app, &created["id"]).await, typed);
 }
 
 both_databases!(
@@ -288,6 +331,7 @@ both_databases!(
     a_rotation_stopped_midway_resumes_and_every_config_stays_readable,
     writes_during_a_rotation_are_never_lost,
     values_sealed_by_pynacl_are_opened_and_stored_encrypted,
+    values_sealed_by_keyward_seal_are_opened_and_stored_encrypted,
 );
 
 #[tokio::test]

@@ -8,16 +8,15 @@ mod keyring;
 mod plaintext;
 mod rotate;
 mod sealed_box;
-mod sensitive;
 mod walk;
 
 pub use keyring::{Keyring, KeyringError};
+pub use keyward_seal::{is_sensitive_key, looks_like_credential};
 pub use plaintext::Plaintext;
 pub use rotate::{RotationCounts, count_by_key, reencrypt_document};
 pub use sealed_box::{
     ALGORITHM as SEALED_BOX_ALGORITHM, SealedBoxKey, SealedBoxKeys, SealedError, seal,
 };
-pub use sensitive::{is_sensitive_key, looks_like_credential};
 pub use walk::{
     ENC_PREFIX, IngestError, SealedDocument, decrypt_document, decrypt_value, encrypt_value,
     nul_path, reseal_document, seal_document, sensitive_paths,

@@ -3,13 +3,16 @@
 //!
 //! The key pairs are derived from the keyring (one per master key), so nothing new needs
 //! storing or backing up, and removing a master key retires its sealed-box key with it.
+//! The app side (key ids, sealing) is the `keyward-seal` crate, shared with the console.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use crypto_box::{PublicKey, SecretKey, aead::OsRng};
+use crypto_box::{PublicKey, SecretKey};
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use zeroize::Zeroizing;
+
+pub use keyward_seal::{fingerprint, seal};
 
 use super::Keyring;
 
@@ -44,11 +47,6 @@ impl SealedBoxKey {
     pub fn public_key_base64(&self) -> String {
         STANDARD.encode(self.public_key().as_bytes())
     }
-}
-
-/// The first 16 hex digits of SHA-256 over the raw public key.
-pub fn fingerprint(public: &PublicKey) -> String {
-    hex::encode(&Sha256::digest(public.as_bytes())[..8])
 }
 
 /// Why a `sealed:` value was refused. Never carries the value.
@@ -95,14 +93,6 @@ impl SealedBoxKeys {
     }
 }
 
-/// Seals `plaintext` to a server's public key: the app side of the flow (`keyward seal`).
-pub fn seal(public: &PublicKey, plaintext: &[u8]) -> String {
-    let sealed = public
-        .seal(&mut OsRng, plaintext)
-        .expect("sealing to a valid key cannot fail");
-    format!("sealed:{}:{}", fingerprint(public), STANDARD.encode(sealed))
-}
-
 /// Standard or URL-safe alphabet, padding optional (CONTRACT section 3).
 fn decode_any_base64(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
@@ -114,6 +104,7 @@ fn decode_any_base64(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crypto_box::aead::OsRng;
     use secrecy::{ExposeSecret, SecretString};
 
     fn keyring(keys: &[&SecretString]) -> Keyring {
