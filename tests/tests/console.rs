@@ -444,6 +444,102 @@ async fn the_editor_checks_json_shows_server_errors_inline_and_reports_conflicts
     app.stop().await;
 }
 
+/// The id, stored document and `arrivedSealed` audit detail of the config named `name`,
+/// after its last write (`action`).
+async fn stored_with_audit(app: &TestApp, name: &str, action: &str) -> (String, Value, Value) {
+    let found = app
+        .gql(
+            "query($s: String!) { configs(search: $s) { nodes { id name configData } } }",
+            json!({ "s": name }),
+        )
+        .await;
+    let node = found.data("configs")["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .expect("the config is stored")
+        .clone();
+    let id = node["id"].as_str().unwrap().to_owned();
+    let events = app
+        .gql(
+            "query($id: ID!, $a: String!) { auditEvents(configId: $id, action: $a) { nodes { detail } } }",
+            json!({ "id": id, "a": action }),
+        )
+        .await;
+    let arrived_sealed = events.data("auditEvents")["nodes"][0]["detail"]["arrivedSealed"].clone();
+    (id, node["configData"].clone(), arrived_sealed)
+}
+
+#[tokio::test]
+async fn the_form_seals_secrets_in_the_browser_before_sending_them() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let admin = app.admin_token.clone();
+    let typed = |key: &str| {
+        json!({
+            "providers": [{ "module": "provider-echo", "config": { "api_key": key, "model": "echo-1" } }],
+            "region": "eu"
+        })
+    };
+    let (created, updated) = (
+        typed("sk-typed-in-the-browser"),
+        typed("sk-changed-in-the-browser"),
+    );
+    let api = &app;
+    let path = json!(["providers[0].config.api_key"]);
+    with_browser(api, "sealing", |b| async move {
+        b.sign_in(&admin).await;
+        b.goto("/configs/new").await;
+        b.type_into("[data-test=config-name-input]", "sealed-in-the-browser")
+            .await;
+        b.type_into("[data-test=config-data-input]", &created.to_string())
+            .await;
+        b.click("[data-test=config-save]").await;
+        b.until("the new config's page", || async {
+            b.texts("[data-test=config-name]").await == vec!["sealed-in-the-browser"]
+        })
+        .await;
+        b.shot("created").await;
+
+        let (id, stored, arrived_sealed) =
+            stored_with_audit(api, "sealed-in-the-browser", "config.create").await;
+        let api_key = stored["providers"][0]["config"]["api_key"]
+            .as_str()
+            .unwrap();
+        assert!(
+            api_key.starts_with("enc:gAAAA"),
+            "stored encrypted: {api_key}"
+        );
+        assert_eq!(stored["providers"][0]["config"]["model"], "echo-1");
+        let reveal = "query($id: ID!) { config(id: $id, decrypt: true) { configData } }";
+        let plain = api.gql(reveal, json!({ "id": id })).await;
+        assert_eq!(plain.data("config")["configData"], created);
+        assert_eq!(
+            arrived_sealed, path,
+            "the secret arrived sealed, not in clear"
+        );
+
+        // an edit: the new secret is sealed too
+        b.goto(&format!("/configs/{id}/edit")).await;
+        b.find("[data-test=config-data-input]").await;
+        b.type_into("[data-test=config-data-input]", &updated.to_string())
+            .await;
+        b.click("[data-test=config-save]").await;
+        b.until("saved as version 2", || async {
+            b.texts("[data-test=config-version]").await == vec!["2"]
+        })
+        .await;
+        let (_, _, arrived_sealed) =
+            stored_with_audit(api, "sealed-in-the-browser", "config.update").await;
+        let plain = api.gql(reveal, json!({ "id": id })).await;
+        assert_eq!(plain.data("config")["configData"], updated);
+        assert_eq!(arrived_sealed, path);
+        b.assert_no_console_errors().await;
+    })
+    .await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_chat_session_streams_its_reply() {
     let app = TestApp::spawn(Db::Sqlite).await;

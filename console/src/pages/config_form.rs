@@ -2,6 +2,11 @@
 //! object) before anything is sent; the server's `BAD_USER_INPUT` is shown next to the
 //! field it concerns, and an edit carries `expectedVersion` so a concurrent change comes
 //! back as `CONFLICT` instead of being overwritten.
+//!
+//! Secrets are sealed in the browser: before a save, the form fetches `encryptionKey` and
+//! replaces every plaintext string the server would encrypt (under a sensitive key, or
+//! credential-looking; not empty, `${NAME}`, `enc:` or `sealed:`) with a `sealed:` value
+//! made by `keyward-seal`, so the plaintext of a new secret never travels in the request.
 
 use leptos::prelude::*;
 use leptos_router::{
@@ -30,6 +35,8 @@ const UPDATE_MUTATION: &str = "mutation UpdateConfig($id: ID!, $input: UpdateCon
   updateConfig(id: $id, input: $input) { id version }
 }";
 
+const KEY_QUERY: &str = "query EncryptionKey { encryptionKey { keyId publicKey } }";
+
 const EXAMPLE: &str = r#"{
   "providers": [
     {
@@ -54,6 +61,35 @@ struct CreateData {
 #[serde(rename_all = "camelCase")]
 struct UpdateData {
     update_config: Saved,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyData {
+    encryption_key: ServerKey,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServerKey {
+    key_id: String,
+    public_key: String,
+}
+
+/// Seals every plaintext secret of `doc` to the server's public key, fetched for each
+/// save so that a rotated key is picked up.
+async fn seal_secrets(doc: &mut Value) -> Result<(), ConsoleError> {
+    let key = gql::<KeyData>(KEY_QUERY, json!({})).await?.encryption_key;
+    let public = keyward_seal::parse_public_key(&key.public_key)
+        .ok()
+        .filter(|public| keyward_seal::fingerprint(public) == key.key_id)
+        .ok_or_else(|| {
+            ConsoleError::Network(
+                "The server's encryption key is not usable: nothing was sent.".into(),
+            )
+        })?;
+    keyward_seal::seal_secrets(doc, &public);
+    Ok(())
 }
 
 /// Which input an error belongs next to.
@@ -194,9 +230,10 @@ fn ConfigForm(
     let save = Action::new_local({
         let editing = editing.clone();
         move |input: &Value| {
-            let input = input.clone();
+            let mut input = input.clone();
             let editing = editing.clone();
             async move {
+                seal_secrets(&mut input["configData"]).await?;
                 match editing {
                     Some((id, _)) => {
                         gql::<UpdateData>(UPDATE_MUTATION, json!({ "id": id, "input": input }))
@@ -367,7 +404,7 @@ fn ConfigForm(
                 ></textarea>
                 <FieldError error=error_at(Field::Data) id="config-data-error"/>
                 <p id="config-data-help" class="help">
-                    "Values under sensitive keys (api_key, secret, password, token…) are encrypted by the server. "
+                    "Values under sensitive keys (api_key, secret, password, token…) are sealed in your browser before they are sent, and stored encrypted. "
                     {is_edit.then_some(
                         "Values shown as enc:… are already encrypted: leave them to keep them, or type a new plaintext value to replace one.",
                     )}
