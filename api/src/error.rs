@@ -53,7 +53,7 @@ pub enum AppError {
     #[error("{0}")]
     Conflict(String),
     /// DECRYPTION_FAILED: a stored value does not open with the keyring.
-    #[error("the stored value at configData.{path} does not decrypt with this server's keys")]
+    #[error("the stored value at {path} does not decrypt with this server's keys")]
     DecryptionFailed { path: String },
     /// PROVIDER_ERROR: the AI provider refused or failed.
     #[error("{0}")]

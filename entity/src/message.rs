@@ -12,8 +12,11 @@ pub struct Model {
     pub seq: i32,
     /// `user`, `assistant`, or `error` for a failed provider call.
     pub role: String,
+    /// `enc:` and a Fernet token under the session's tenant ring when `encrypted`;
+    /// plaintext in rows written before transcripts were encrypted.
     #[sea_orm(column_type = "Text")]
     pub content: String,
+    pub encrypted: bool,
     pub created_at: DateTimeUtc,
 }
 

@@ -12,6 +12,7 @@ mod m20261124_000004_create_sessions;
 mod m20261124_000005_create_keyring_checks;
 mod m20261124_000006_notify_api_token_changes;
 mod m20261124_000007_create_tenant_keys;
+mod m20261124_000008_encrypt_messages;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_create_keyring_checks::Migration),
             Box::new(m20261124_000006_notify_api_token_changes::Migration),
             Box::new(m20261124_000007_create_tenant_keys::Migration),
+            Box::new(m20261124_000008_encrypt_messages::Migration),
         ]
     }
 }

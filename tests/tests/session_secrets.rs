@@ -208,9 +208,10 @@ async fn full_flow_leaves_no_key_in_responses_logs_or_tables(kind: Db) {
 
     // Every table, every row.
     let dump = app.dump_database().await;
+    assert!(dump.contains("full-flow"), "the dump shows stored values");
     assert!(
-        dump.contains("marker-question-one"),
-        "the dump shows stored values"
+        !dump.contains("marker-question-one"),
+        "transcripts are stored encrypted"
     );
     let has_row = |table: &str, text: &str| {
         dump.lines()
@@ -223,6 +224,10 @@ async fn full_flow_leaves_no_key_in_responses_logs_or_tables(kind: Db) {
     assert!(
         has_row("audit_events", "in memory only"),
         "the dump includes the audit trail"
+    );
+    assert!(
+        has_row("messages", "enc:"),
+        "the dump includes the transcripts"
     );
     assert!(
         dump.contains("enc:"),

@@ -577,6 +577,81 @@ async fn a_token_revoked_on_an_open_socket_starts_no_more_subscriptions(app: &Te
     );
 }
 
+/// Transcripts are stored encrypted like config values: a prompt is not in the database,
+/// the API shows it in the clear, and key rotation moves (and encrypts older plaintext)
+/// messages too, so an old key can go without losing a transcript.
+async fn transcripts_are_stored_encrypted_and_rotate_with_the_keys(app: &TestApp) {
+    use sea_orm::ConnectionTrait;
+    let fakes = Fakes::start().await;
+    let admin = Client::admin(app);
+    let config = admin
+        .create_config("private-chat", fakes.document(KEY))
+        .await;
+    let sid = id(&admin.session_on(&config, ECHO).await);
+    let prompt = "my card is 4111-1111-1111-1111, keep it between us";
+    assert!(admin.reply(&sid, prompt).await.contains(prompt));
+    let dump = app.dump_database().await;
+    assert!(
+        !dump.contains("4111-1111"),
+        "a prompt or reply in the clear"
+    );
+    assert_eq!(
+        admin.transcript(&sid).await[0],
+        ("user".to_owned(), prompt.to_owned())
+    );
+
+    // A message from before transcripts were encrypted (plaintext in the database).
+    let before = "an old plaintext message";
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE messages SET content = '{before}', encrypted = false WHERE seq = 1"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(admin.transcript(&sid).await[1].1, before);
+
+    let new_key = keyward::crypto::Keyring::generate_key();
+    let both = secrecy::SecretString::from(format!(
+        "{},{}",
+        secrecy::ExposeSecret::expose_secret(&new_key),
+        app.key()
+    ));
+    let rotating =
+        TestApp::spawn_sharing_with(app, |s| s.store.encryption_key = Some(both.clone())).await;
+    let rotated = Client::admin(&rotating)
+        .gql(
+            "mutation { rotateEncryptionKey { reencrypted failed } }",
+            json!({}),
+        )
+        .await;
+    let secrets = admin
+        .gql(
+            "query($id: ID!) { config(id: $id) { sensitivePaths } }",
+            json!({ "id": config }),
+        )
+        .await;
+    let secrets = secrets.data("config")["sensitivePaths"]
+        .as_array()
+        .unwrap()
+        .len();
+    // The config's secrets and the two messages.
+    assert_eq!(
+        rotated.data("rotateEncryptionKey"),
+        &json!({ "reencrypted": secrets + 2, "failed": 0 })
+    );
+    assert!(!rotating.dump_database().await.contains(before));
+    rotating.stop().await;
+
+    let only_new =
+        secrecy::SecretString::from(secrecy::ExposeSecret::expose_secret(&new_key).to_owned());
+    let fresh =
+        TestApp::spawn_sharing_with(app, |s| s.store.encryption_key = Some(only_new.clone())).await;
+    let transcript = Client::admin(&fresh).transcript(&sid).await;
+    assert_eq!(transcript[0].1, prompt);
+    assert_eq!(transcript[1].1, before);
+    fresh.stop().await;
+}
+
 async fn closing_the_socket_mid_stream_cancels_the_upstream_request(app: &TestApp) {
     let fakes = Fakes::start().await;
     let admin = Client::admin(app);
@@ -1589,6 +1664,7 @@ both_databases!(
     streaming_an_echo_session_yields_the_users_words,
     a_bad_or_missing_token_in_connection_init_is_refused,
     a_socket_without_connection_init_is_closed_at_the_deadline,
+    transcripts_are_stored_encrypted_and_rotate_with_the_keys,
     a_token_revoked_on_an_open_socket_starts_no_more_subscriptions,
     closing_the_socket_mid_stream_cancels_the_upstream_request,
     unsubscribing_mid_stream_cancels_the_upstream_request,

@@ -435,8 +435,9 @@ mod tests {
             "app": {"api_key": encrypt_value(&ring, "sk-app")},
             "boxed": {"api_key": seal(&sealed.primary().public_key(), b"sk-box")},
         });
-        let out = seal_document(doc, &ring, &sealed).unwrap();
-        assert_eq!(out.paths, ["plain.api_key", "app.api_key", "boxed.api_key"]);
+        let mut out = seal_document(doc, &ring, &sealed).unwrap();
+        out.paths.sort();
+        assert_eq!(out.paths, ["app.api_key", "boxed.api_key", "plain.api_key"]);
         assert_eq!(out.arrived_encrypted, ["app.api_key"]);
         assert_eq!(out.arrived_sealed, ["boxed.api_key"]);
     }

@@ -1,14 +1,16 @@
 //! The keyring check at start-up, online rotation, and key usage counts.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::Utc;
-use entity::{AuditAction, config, keyring_check, tenant_key};
+use entity::{AuditAction, config, keyring_check, message, session, tenant_key};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
 };
+use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use super::{ExportedKey, TenantKeys};
@@ -122,6 +124,7 @@ pub async fn rotate(
         }
         progress(configs_seen, done.values);
     }
+    done.values += rotate_messages(db, keys, tenant).await?;
     let clean = done.values.failed == 0 && done.unreadable_keys == 0;
     if clean && tenant.is_none() {
         write_check(db, keys.master()).await?;
@@ -248,7 +251,92 @@ async fn rotate_one(
     }
 }
 
-/// How many stored values stand under each key: the keyring's, and every tenant data key.
+/// Moves every transcript message where it belongs, as [`rotate`] does for config values;
+/// messages stored before transcripts were encrypted are encrypted.
+async fn rotate_messages(
+    db: &DatabaseConnection,
+    keys: &TenantKeys,
+    tenant: Option<&str>,
+) -> Result<RotationCounts, AppError> {
+    let mut counts = RotationCounts::default();
+    let mut after: Option<Uuid> = None;
+    loop {
+        let rows = message_batch(db, tenant, after).await?;
+        let Some((last, _)) = rows.last() else { break };
+        after = Some(last.id);
+        for (row, tenant) in rows {
+            let writes = keys.writing(db, &tenant).await?;
+            let content = if row.encrypted {
+                let token = row.content.strip_prefix(crypto::ENC_PREFIX).unwrap_or("");
+                if writes.key_index_of(token) == Some(0) {
+                    counts.already_current += 1;
+                    continue;
+                }
+                let reads = keys.reading(db, &tenant).await?;
+                match crypto::decrypt_value(&reads, &row.content) {
+                    Ok(plain) => crypto::encrypt_value(&writes, plain.expose_secret()),
+                    Err(_) => {
+                        counts.failed += 1;
+                        continue;
+                    }
+                }
+            } else {
+                crypto::encrypt_value(&writes, &row.content)
+            };
+            // Messages are never edited: nothing to lose to a concurrent writer.
+            message::Entity::update_many()
+                .col_expr(message::Column::Content, Expr::value(content))
+                .col_expr(message::Column::Encrypted, Expr::value(true))
+                .filter(message::Column::Id.eq(row.id))
+                .exec(db)
+                .await?;
+            counts.reencrypted += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// A tenant's reading ring and its keys' fingerprints, computed once per tenant.
+async fn named_ring<'r>(
+    rings: &'r mut HashMap<String, (Arc<Keyring>, Vec<String>)>,
+    db: &DatabaseConnection,
+    keys: &TenantKeys,
+    tenant: &str,
+) -> Result<&'r (Arc<Keyring>, Vec<String>), AppError> {
+    if !rings.contains_key(tenant) {
+        let ring = keys.reading(db, tenant).await?;
+        let names = ring.fingerprints();
+        rings.insert(tenant.to_owned(), (ring, names));
+    }
+    Ok(&rings[tenant])
+}
+
+/// The next batch of messages by id, each with its session's tenant.
+async fn message_batch(
+    db: &DatabaseConnection,
+    tenant: Option<&str>,
+    after: Option<Uuid>,
+) -> Result<Vec<(message::Model, String)>, AppError> {
+    let mut query = message::Entity::find()
+        .find_also_related(session::Entity)
+        .order_by_asc(message::Column::Id)
+        .limit(BATCH);
+    if let Some(after) = after {
+        query = query.filter(message::Column::Id.gt(after));
+    }
+    if let Some(tenant) = tenant {
+        query = query.filter(session::Column::Tenant.eq(tenant));
+    }
+    Ok(query
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|(m, s)| s.map(|s| (m, s.tenant)))
+        .collect())
+}
+
+/// How many stored values (config values and transcript messages) stand under each key:
+/// the keyring's, and every tenant data key.
 pub struct KeyUsage {
     pub fingerprints: Vec<String>,
     /// One count per key of the keyring, primary first.
@@ -272,7 +360,7 @@ pub async fn usage(db: &DatabaseConnection, keys: &TenantKeys) -> Result<KeyUsag
     // Values by the fingerprint of the key that opens them.
     let mut by_key: HashMap<String, u64> = HashMap::new();
     let mut unreadable = 0;
-    let mut rings: HashMap<String, (std::sync::Arc<Keyring>, Vec<String>)> = HashMap::new();
+    let mut rings = HashMap::new();
     let mut after: Option<Uuid> = None;
     loop {
         let mut query = config::Entity::find()
@@ -285,18 +373,27 @@ pub async fn usage(db: &DatabaseConnection, keys: &TenantKeys) -> Result<KeyUsag
         let Some(last) = rows.last() else { break };
         after = Some(last.id);
         for row in &rows {
-            if !rings.contains_key(&row.tenant) {
-                let ring = keys.reading(db, &row.tenant).await?;
-                let names = ring.fingerprints();
-                rings.insert(row.tenant.clone(), (ring, names));
-            }
-            let (ring, names) = &rings[&row.tenant];
+            let (ring, names) = named_ring(&mut rings, db, keys, &row.tenant).await?;
             let mut counts = vec![0u64; ring.len() + 1];
             crypto::count_by_key(row.config_data.as_value(), ring, &mut counts);
             for (name, n) in names.iter().zip(&counts) {
                 *by_key.entry(name.clone()).or_default() += n;
             }
             unreadable += counts[ring.len()];
+        }
+    }
+    let mut after: Option<Uuid> = None;
+    loop {
+        let rows = message_batch(db, None, after).await?;
+        let Some((last, _)) = rows.last() else { break };
+        after = Some(last.id);
+        for (row, tenant) in rows.iter().filter(|(m, _)| m.encrypted) {
+            let (ring, names) = named_ring(&mut rings, db, keys, tenant).await?;
+            let token = row.content.strip_prefix(crypto::ENC_PREFIX).unwrap_or("");
+            match ring.key_index_of(token) {
+                Some(i) => *by_key.entry(names[i].clone()).or_default() += 1,
+                None => unreadable += 1,
+            }
         }
     }
     let values = fingerprints

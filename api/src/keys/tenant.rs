@@ -102,7 +102,9 @@ impl TenantKeys {
         match crypto::decrypt_document(doc, &*self.reading(db, tenant).await?) {
             Ok(plain) => Ok(plain),
             Err(_) => crypto::decrypt_document(doc, &*self.reading_fresh(db, tenant).await?)
-                .map_err(|path| AppError::DecryptionFailed { path }),
+                .map_err(|path| AppError::DecryptionFailed {
+                    path: format!("configData.{path}"),
+                }),
         }
     }
 

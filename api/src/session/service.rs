@@ -14,6 +14,11 @@ use crate::audit::AuditEntry;
 use crate::auth::{Principal, RequestMeta};
 use crate::config::service::{check_no_nul, find_visible};
 use crate::error::AppError;
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+use crate::crypto::{self, Keyring};
 use crate::keys::TenantKeys;
 use crate::providers::{ProviderClient, ProviderError, Providers, Turn, TurnRole};
 
@@ -149,22 +154,45 @@ pub async fn find_visible_session(
     Ok(row.filter(|s| by.can_see(&s.tenant)))
 }
 
+/// A session's transcript, oldest first, opened: messages are stored encrypted under the
+/// session's tenant ring, like config values (rows from before that are plaintext).
 pub async fn messages(
     db: &impl ConnectionTrait,
-    session_id: Uuid,
+    keys: &TenantKeys,
+    session: &session::Model,
 ) -> Result<Vec<message::Model>, AppError> {
-    Ok(message::Entity::find()
-        .filter(message::Column::SessionId.eq(session_id))
+    let mut rows = message::Entity::find()
+        .filter(message::Column::SessionId.eq(session.id))
         .order_by_asc(message::Column::Seq)
         .all(db)
-        .await?)
+        .await?;
+    let mut ring = keys.reading(db, &session.tenant).await?;
+    for row in rows.iter_mut().filter(|m| m.encrypted) {
+        let plain = match crypto::decrypt_value(&ring, &row.content) {
+            Ok(plain) => plain,
+            Err(_) => {
+                // A key another process made since this one cached the tenant's ring.
+                ring = keys.reading_fresh(db, &session.tenant).await?;
+                crypto::decrypt_value(&ring, &row.content).map_err(|_| {
+                    AppError::DecryptionFailed {
+                        path: format!("the session's message {}", row.seq),
+                    }
+                })?
+            }
+        };
+        row.content = plain.expose_secret().to_owned();
+        row.encrypted = false;
+    }
+    Ok(rows)
 }
 
-/// A turn about to be sent: the session, its client and the transcript to send.
+/// A turn about to be sent: the session, its client, the transcript to send, and the
+/// ring its messages are stored under.
 pub struct Turnout {
     pub session: session::Model,
     pub client: ProviderClient,
     pub transcript: Vec<Turn>,
+    pub ring: Arc<Keyring>,
 }
 
 /// Checks the session, stores the user's message and prepares the provider call.
@@ -209,16 +237,18 @@ pub async fn begin_turn(
             session.provider
         )));
     }
-    let history = messages(deps.db, session.id).await?;
+    let history = messages(deps.db, deps.keys, &session).await?;
     let transcript = transcript(&history, &content);
+    let ring = deps.keys.writing(deps.db, &session.tenant).await?;
     let seen = session.message_count;
-    let session = append(deps.db, &session, Some(seen), "user", content)
+    let session = append(deps.db, &ring, &session, Some(seen), "user", content)
         .await?
         .0;
     Ok(Turnout {
         session,
         client,
         transcript,
+        ring,
     })
 }
 
@@ -230,26 +260,27 @@ pub async fn begin_turn(
 /// ran at the same time), and this turn fails with CONFLICT instead of interleaving.
 pub async fn finish_turn(
     db: &DatabaseConnection,
-    session: &session::Model,
+    turn: &Turnout,
     outcome: Result<String, ProviderError>,
 ) -> Result<message::Model, AppError> {
     match outcome {
         Ok(reply) => {
-            let expected = Some(session.message_count);
-            Ok(append(db, session, expected, "assistant", reply).await?.1)
+            let expected = Some(turn.session.message_count);
+            Ok(
+                append(db, &turn.ring, &turn.session, expected, "assistant", reply)
+                    .await?
+                    .1,
+            )
         }
-        Err(e) => Err(record_failure(db, session, e).await),
+        Err(e) => Err(record_failure(db, turn, e).await),
     }
 }
 
 /// Adds the failure to the transcript and returns it as the error to answer with.
-async fn record_failure(
-    db: &DatabaseConnection,
-    session: &session::Model,
-    e: ProviderError,
-) -> AppError {
+async fn record_failure(db: &DatabaseConnection, turn: &Turnout, e: ProviderError) -> AppError {
     // Wherever the transcript is now: a failure is worth showing even after another turn.
-    if let Err(store) = append(db, session, None, "error", e.to_string()).await {
+    let stored = append(db, &turn.ring, &turn.session, None, "error", e.to_string()).await;
+    if let Err(store) = stored {
         tracing::warn!(error = %store, "could not record a provider failure in the transcript");
     }
     e.into()
@@ -265,7 +296,7 @@ pub async fn send(
     let started = Instant::now();
     let outcome = turn.client.send(&turn.transcript).await;
     record_call(&turn.client, &outcome, started);
-    finish_turn(deps.db, &turn.session, outcome).await
+    finish_turn(deps.db, &turn, outcome).await
 }
 
 /// Counts a provider call and its latency by provider and outcome.
@@ -303,7 +334,7 @@ pub fn stream(
             Ok(s) => s,
             Err(e) => {
                 record_call(&turn.client, &Err::<(), _>(&e), started);
-                Err(record_failure(&db, &turn.session, e).await)?
+                Err(record_failure(&db, &turn, e).await)?
             }
         };
         let mut reply = String::new();
@@ -315,12 +346,12 @@ pub fn stream(
                 }
                 Err(e) => {
                     record_call(&turn.client, &Err::<(), _>(&e), started);
-                    Err(record_failure(&db, &turn.session, e).await)?
+                    Err(record_failure(&db, &turn, e).await)?
                 }
             }
         }
         record_call(&turn.client, &Ok::<_, &ProviderError>(()), started);
-        let message = finish_turn(&db, &turn.session, Ok(reply)).await?;
+        let message = finish_turn(&db, &turn, Ok(reply)).await?;
         yield StreamEvent::Done(message);
     }
     .boxed()
@@ -358,8 +389,10 @@ fn transcript(history: &[message::Model], next: &str) -> Vec<Turn> {
 /// session still has that many messages: a turn stores its user message and its reply only
 /// on the transcript it read, so concurrent turns on one session conflict instead of
 /// interleaving. The conditional update makes two writers racing on one position conflict.
+/// The content is stored encrypted under `ring`; the returned row holds it in the clear.
 async fn append(
     db: &DatabaseConnection,
+    ring: &Keyring,
     session: &session::Model,
     expected: Option<i32>,
     role: &str,
@@ -392,11 +425,17 @@ async fn append(
         session_id: Set(session.id),
         seq: Set(current.message_count),
         role: Set(role.to_owned()),
-        content: Set(content),
+        content: Set(crypto::encrypt_value(ring, &content)),
+        encrypted: Set(true),
         created_at: Set(now),
     }
     .insert(&txn)
     .await?;
+    let message = message::Model {
+        content,
+        encrypted: false,
+        ..message
+    };
     let session = session::Model {
         message_count: current.message_count + 1,
         updated_at: now,
@@ -475,6 +514,7 @@ mod tests {
             seq,
             role: role.into(),
             content: content.into(),
+            encrypted: false,
             created_at: Utc::now(),
         }
     }

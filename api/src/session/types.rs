@@ -2,6 +2,8 @@ use async_graphql::{ComplexObject, Context, Enum, ID, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{message, session};
 
+use sea_orm::EntityTrait;
+
 use crate::state::AppState;
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -54,7 +56,10 @@ impl SessionView {
         let state = ctx.data_unchecked::<AppState>();
         let id =
             uuid::Uuid::parse_str(&self.id).map_err(|_| crate::AppError::NotFound("session"))?;
-        let rows = super::service::messages(&state.db, id).await?;
+        let Some(session) = session::Entity::find_by_id(id).one(&state.db).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = super::service::messages(&state.db, &state.tenant_keys, &session).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 }
