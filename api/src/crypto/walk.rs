@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
+use keyward_seal::is_env_reference;
+
 use super::sealed_box::SealedError;
 use super::{
     DecryptError, Keyring, Plaintext, SealedBoxKeys, is_sensitive_key, looks_like_credential,
@@ -292,19 +294,6 @@ fn each_entry(
         f(key, item, path);
         path.truncate(len);
     }
-}
-
-/// `${NAME}`: an environment reference, resolved (if allowed) only when a session starts.
-pub(crate) fn is_env_reference(s: &str) -> bool {
-    s.strip_prefix("${")
-        .and_then(|r| r.strip_suffix('}'))
-        .is_some_and(|name| {
-            let mut chars = name.chars();
-            chars
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        })
 }
 
 fn push_index(path: &mut String, i: usize) {
