@@ -29,7 +29,9 @@ pub fn is_sensitive_key(key: &str) -> bool {
 /// a pasted key must not end up in plaintext because it sat under `notes`.
 pub fn looks_like_credential(value: &str) -> bool {
     let v = value.trim();
-    if v.contains("-----BEGIN") && v.contains("PRIVATE KEY-----") {
+    if v.contains("-----BEGIN")
+        && (v.contains("PRIVATE KEY-----") || v.contains("PRIVATE KEY BLOCK-----"))
+    {
         return true;
     }
     // Provider key prefixes followed by a long run of token characters.
@@ -41,9 +43,21 @@ pub fn looks_like_credential(value: &str) -> bool {
         ("gho_", 36),
         ("ghs_", 36),
         ("ghu_", 36),
+        ("ghr_", 36),
         ("github_pat_", 40),
         ("xoxb-", 20),
         ("xoxp-", 20),
+        ("xoxa-", 20),
+        ("xoxr-", 20),
+        ("xoxs-", 20),
+        ("xoxe-", 20),
+        ("xapp-", 20),
+        ("sk_live_", 20),
+        ("sk_test_", 20),
+        ("rk_live_", 20),
+        ("rk_test_", 20),
+        ("hf_", 30),
+        ("gsk_", 40),
         ("AIza", 35),
     ];
     let token_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
@@ -61,7 +75,36 @@ pub fn looks_like_credential(value: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
     }
-    false
+    is_jwt(v) || has_url_password(v)
+}
+
+/// A JSON Web Token: three base64url segments, the first a JSON object (`eyJ`).
+fn is_jwt(v: &str) -> bool {
+    let segments: Vec<&str> = v.split('.').collect();
+    let base64url = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    v.starts_with("eyJ")
+        && segments.len() == 3
+        && segments.iter().all(|s| s.len() >= 10 && base64url(s))
+}
+
+/// A URL with a password in it: `scheme://user:password@host…` (connection strings).
+fn has_url_password(v: &str) -> bool {
+    let Some((scheme, rest)) = v.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let valid_scheme = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid_scheme
+        && authority
+            .rsplit_once('@')
+            .and_then(|(userinfo, _)| userinfo.split_once(':'))
+            .is_some_and(|(_, password)| !password.is_empty())
 }
 
 #[cfg(test)]
@@ -162,6 +205,19 @@ mod tests {
             "-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----",
             "-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----",
             "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIF\n-----END ENCRYPTED PRIVATE KEY-----",
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOY\n-----END PGP PRIVATE KEY BLOCK-----",
+            "ghr_abcdefghijklmnopqrstuvwxyz0123456789",
+            "xoxa-2-123456789012-abcdefabcdef",
+            "xoxe-1-abcdefghijklmnopqrstuvwxyz",
+            "xapp-1-A0123456789-0123456789-abcdef",
+            "sk_live_51Habcdefghijklmnopqrstuv",
+            "rk_test_51Habcdefghijklmnopqrstuv",
+            "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH",
+            "gsk_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "postgres://app:s3cr3t@db.internal:5432/keyward",
+            "redis://:hunter2@cache:6379",
+            "amqps://guest:guest@broker/vhost?heartbeat=30",
         ];
         for value in detected {
             assert!(
@@ -188,6 +244,18 @@ mod tests {
             "private key",
             "gpt-4o-mini",
             "",
+            "sk_live_short",
+            "rk_live_",
+            "ghr_abc",
+            "eyJhbGciOiJIUzI1NiJ9",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0",
+            "version 1.2.3",
+            "postgres://app@db.internal:5432/keyward",
+            "postgres://db.internal:5432/keyward",
+            "https://example.com/a:b@c",
+            "https://user:@host",
+            "mailto:someone@example.com",
+            "see https://docs.example.com:8443/path for details",
         ];
         for value in near_misses {
             assert!(!looks_like_credential(value), "{value:?} should stay plain");
