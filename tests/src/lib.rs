@@ -326,6 +326,38 @@ impl TestApp {
     pub fn key(&self) -> &str {
         self.key.expose_secret()
     }
+
+    /// Runs a rotation in this process, as `rotateEncryptionKey` would with this server's
+    /// settings, and kills it once its first batch has committed: as if the process died
+    /// there. Returns how many configs that batch held.
+    pub async fn rotate_and_die_after_the_first_batch(&self) -> u64 {
+        let keyring = keyward::crypto::Keyring::parse(
+            self.settings
+                .store
+                .encryption_key
+                .as_ref()
+                .expect("the test server has a keyring"),
+        )
+        .expect("a keyring");
+        let keys = keyward::keys::TenantKeys::new(
+            std::sync::Arc::new(keyring),
+            self.settings.store.tenant_keys,
+        );
+        let db = self.db.clone();
+        let (batch_done, mut first_batch) = tokio::sync::mpsc::unbounded_channel();
+        let run = tokio::spawn(async move {
+            let by = keyward::auth::Principal::break_glass_admin();
+            let meta = keyward::auth::RequestMeta::default();
+            keyward::keys::service::rotate(&db, &keys, None, &by, &meta, |configs, _| {
+                let _ = batch_done.send(configs);
+            })
+            .await
+        });
+        let first = first_batch.recv().await.expect("a first batch");
+        run.abort();
+        let _ = run.await;
+        first
+    }
 }
 
 /// A fresh database of `kind`: a SQLite file in `dir`, or a uniquely named PostgreSQL

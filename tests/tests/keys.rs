@@ -2,8 +2,6 @@
 //! usage counts, and sealed boxes made by other implementations (PyNaCl) and by the
 //! `keyward-seal` crate the console uses.
 
-use std::sync::Arc;
-
 use keyward::crypto::Keyring;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -158,20 +156,7 @@ async fn a_rotation_stopped_midway_resumes_and_every_config_stays_readable(old: 
     let both = keyring(&[&new_key, &old.key]);
     let app =
         TestApp::spawn_sharing_with(old, |s| s.store.encryption_key = Some(both.clone())).await;
-    let keys = keyward::keys::TenantKeys::new(Arc::new(Keyring::parse(&both).unwrap()), false);
-    let db = app.db.clone();
-    let (batch_done, mut first_batch) = tokio::sync::mpsc::unbounded_channel();
-    let by = keyward::auth::Principal::break_glass_admin();
-    let meta = keyward::auth::RequestMeta::default();
-    let run = tokio::spawn(async move {
-        keyward::keys::service::rotate(&db, &keys, None, &by, &meta, |configs, _| {
-            let _ = batch_done.send(configs);
-        })
-        .await
-    });
-    assert_eq!(first_batch.recv().await, Some(100));
-    run.abort(); // as if the process died here
-    let _ = run.await;
+    assert_eq!(app.rotate_and_die_after_the_first_batch().await, 100);
 
     let midway = status(&app).await;
     let (current, old_values) = (

@@ -6,8 +6,6 @@
 //! Each test starts a server with the default (off) on a fresh database, then one with
 //! tenant keys on over the same database, so switching the mode on is tested every time.
 
-use std::sync::Arc;
-
 use keyward::crypto::{Keyring, decrypt_value, encrypt_value};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -414,20 +412,7 @@ async fn a_rotation_into_tenant_keys_stopped_midway_resumes(off: &TestApp) {
         s.store.encryption_key = Some(both.clone());
     })
     .await;
-    let keys = keyward::keys::TenantKeys::new(Arc::new(Keyring::parse(&both).unwrap()), true);
-    let db = app.db.clone();
-    let (batch_done, mut first_batch) = tokio::sync::mpsc::unbounded_channel();
-    let run = tokio::spawn(async move {
-        let by = keyward::auth::Principal::break_glass_admin();
-        let meta = keyward::auth::RequestMeta::default();
-        keyward::keys::service::rotate(&db, &keys, None, &by, &meta, |configs, _| {
-            let _ = batch_done.send(configs);
-        })
-        .await
-    });
-    assert_eq!(first_batch.recv().await, Some(100));
-    run.abort(); // as if the process died here
-    let _ = run.await;
+    assert_eq!(app.rotate_and_die_after_the_first_batch().await, 100);
 
     let midway = status(&app).await;
     let under_master = midway["keys"][1]["values"].as_u64().unwrap();

@@ -235,7 +235,7 @@ impl TenantKeys {
 }
 
 /// A tenant's current (newest) data key row.
-pub async fn current_row(
+async fn current_row(
     db: &impl ConnectionTrait,
     tenant: &str,
 ) -> Result<Option<tenant_key::Model>, AppError> {
