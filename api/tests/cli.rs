@@ -566,3 +566,77 @@ fn schema_prints_the_sdl() {
         assert!(sdl.contains(needle), "`{needle}` in the SDL");
     }
 }
+
+/// `keyward rotate` after a new primary key, with tenant data keys switched on: every value
+/// moves (under the tenant's data key), a second run finds nothing to do, and a server with
+/// the old key removed reads everything.
+#[test]
+fn rotate_moves_every_value_and_then_the_old_key_can_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = path_str(dir.path());
+    let (old, new) = (a_key(), a_key());
+    let admin = "cli-rotate-admin-token";
+    let id = {
+        let server = Server::start(&[
+            ("KEYWARD_DATA_DIR", data),
+            ("CONFIG_ENCRYPTION_KEY", old.expose_secret()),
+            ("KEYWARD_ADMIN_TOKEN", admin),
+        ]);
+        let (status, created) = server.gql(
+            admin,
+            "mutation { createConfig(input: { name: \"r\", configData: { api_key: \"sk-cli-rotate\" } }) { id } }",
+            json!({}),
+        );
+        assert_eq!(status, 200, "{created}");
+        created["data"]["createConfig"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    let both = format!("{},{}", new.expose_secret(), old.expose_secret());
+    let rotate = |keys: &str| {
+        run(keyward()
+            .arg("rotate")
+            .env("KEYWARD_DATA_DIR", data)
+            .env("CONFIG_ENCRYPTION_KEY", keys)
+            .env("KEYWARD_TENANT_KEYS", "true"))
+    };
+    let first = rotate(&both);
+    assert_success(&first);
+    assert_eq!(
+        stdout(&first),
+        "reencrypted=1 alreadyCurrent=0 failed=0 rewrappedKeys=0\n"
+    );
+    assert!(
+        stderr(&first).contains("1 configs: 1 re-encrypted"),
+        "progress: {}",
+        stderr(&first)
+    );
+    let again = rotate(new.expose_secret());
+    assert_success(&again);
+    assert_eq!(
+        stdout(&again),
+        "reencrypted=0 alreadyCurrent=1 failed=0 rewrappedKeys=0\n"
+    );
+    for secret in [old.expose_secret(), new.expose_secret(), "sk-cli-rotate"] {
+        assert!(!stderr(&first).contains(secret) && !stderr(&again).contains(secret));
+    }
+
+    let server = Server::start(&[
+        ("KEYWARD_DATA_DIR", data),
+        ("CONFIG_ENCRYPTION_KEY", new.expose_secret()),
+        ("KEYWARD_TENANT_KEYS", "true"),
+        ("KEYWARD_ADMIN_TOKEN", admin),
+    ]);
+    let (status, read) = server.gql(
+        admin,
+        "query($id: ID!) { config(id: $id, decrypt: true) { configData } }",
+        json!({ "id": id }),
+    );
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(
+        read["data"]["config"]["configData"]["api_key"],
+        "sk-cli-rotate"
+    );
+}
