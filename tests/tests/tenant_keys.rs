@@ -447,7 +447,29 @@ async fn a_rotation_into_tenant_keys_stopped_midway_resumes(off: &TestApp) {
     fresh.stop().await;
 }
 
+/// A burst of first writes in a new tenant makes one data key, not one per writer.
+async fn concurrent_first_writes_share_one_data_key(off: &TestApp) {
+    let app = with_tenant_keys(off).await;
+    let names: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    let writes = names
+        .iter()
+        .map(|name| create_in(&app, "burst", name, document("sk-burst")));
+    let created = futures::future::join_all(writes).await;
+    let s = status(&app).await;
+    let keys: Vec<&Value> = s["tenantKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["tenant"] == "burst")
+        .collect();
+    assert_eq!(keys.len(), 1, "{s}");
+    assert_eq!(keys[0]["values"], 20, "{s}");
+    assert_eq!(reveal(&app, &created[7]["id"]).await, document("sk-burst"));
+    app.stop().await;
+}
+
 both_databases!(
+    concurrent_first_writes_share_one_data_key,
     a_rotation_into_tenant_keys_stopped_midway_resumes,
     each_tenant_has_its_own_data_key_and_the_master_key_alone_opens_nothing,
     app_side_values_must_be_under_the_configs_own_tenant_keys,

@@ -35,6 +35,7 @@ pub struct TenantKeys {
     master: Arc<Keyring>,
     enabled: bool,
     cache: RwLock<HashMap<String, Cached>>,
+    making: tokio::sync::Mutex<()>,
 }
 
 /// A tenant's rings as last read from the store.
@@ -60,6 +61,7 @@ impl TenantKeys {
             master,
             enabled,
             cache: RwLock::default(),
+            making: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -121,6 +123,11 @@ impl TenantKeys {
             return Ok(self.master.clone());
         }
         if let Some(data) = self.rings(db, tenant, false).await?.data {
+            return Ok(data);
+        }
+        // One maker at a time, so that a burst of first writes makes one key, not several.
+        let _making = self.making.lock().await;
+        if let Some(data) = self.rings(db, tenant, true).await?.data {
             return Ok(data);
         }
         self.create(db, tenant).await?;
