@@ -183,14 +183,15 @@ pub async fn update(
         .map(check_description)
         .transpose()?;
     let tags = changes.tags.map(check_tags).transpose()?;
-    // The tenant's ring is fetched before the transaction: making a data key must commit
-    // on its own. A config's tenant never changes.
+    // With tenant keys, the tenant's ring is fetched before the transaction: making a data
+    // key must commit on its own. A config's tenant never changes.
     let ring = match &changes.config_data {
+        None => None,
+        Some(_) if !sealing.keys.enabled() => Some(sealing.keys.master().clone()),
         Some(_) => match find_visible(db, by, id).await? {
             Some(row) => Some(sealing.keys.writing(db, &row.tenant).await?),
             None => return Err(AppError::NotFound("config")),
         },
-        None => None,
     };
 
     let txn = db.begin().await?;
