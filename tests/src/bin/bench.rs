@@ -58,6 +58,7 @@ const SESSIONS_PER_THREAD: usize = 1000;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
+    let started = Instant::now();
     let opts = Opts::from_env()?;
     let tools = Tools::find().await?;
     if !opts.skip_build {
@@ -65,30 +66,167 @@ async fn main() -> Result<()> {
     }
     let binary = std::env::var_os("BENCH_BINARY")
         .map(PathBuf::from)
-        .unwrap_or_else(|| opts.target_dir.join("release/keyward"));
+        .unwrap_or_else(|| opts.profile_dir.join("keyward"));
     ensure!(binary.exists(), "{} is missing", binary.display());
     std::fs::create_dir_all(&opts.out_dir)?;
     let fake = FakeProvider::start().await?;
+    println!(
+        "built and ready after {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
 
     let mut runs = Vec::new();
+    let mut conditions = Vec::new();
     for run in 1..=opts.runs {
-        println!("\n=== run {run} of {} ({}) ===", opts.runs, load_average());
+        let quiet = quiet_window(&opts).await;
+        let run_started = Instant::now();
+        let load_before = load_average();
+        println!(
+            "\n=== run {run} of {} ({load_before}; {quiet}) ===",
+            opts.runs
+        );
         let results = one_run(&opts, &tools, &binary, &fake).await?;
+        let condition = Conditions {
+            run,
+            at: utc_now(),
+            quiet,
+            load_before,
+            load_after: load_average(),
+            seconds: run_started.elapsed().as_secs_f64(),
+            fernet_encrypt_us: fernet_encrypt_us(),
+        };
         print_table(&format!("run {run}"), &results);
+        println!(
+            "run {run}: {:.0}s, {} → {}; per-field Fernet encrypt {:.2} µs",
+            condition.seconds,
+            condition.load_before,
+            condition.load_after,
+            condition.fernet_encrypt_us
+        );
         let path = opts.out_dir.join(format!("run-{}-{run}.json", unix_secs()));
         std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
         println!("(saved {})", path.display());
         runs.push(results);
+        conditions.push(condition);
     }
     let medians = medians(&runs);
     if opts.runs > 1 {
         print_table(&format!("medians of {} runs", opts.runs), &medians);
     }
-    print_targets(&medians);
+    let fernet = {
+        let mut v: Vec<f64> = conditions.iter().map(|c| c.fernet_encrypt_us).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    print_targets(&medians, fernet);
     let path = opts.out_dir.join("latest-medians.json");
     std::fs::write(&path, serde_json::to_string_pretty(&medians)?)?;
-    println!("\nmachine: {}", machine());
+    let summary = markdown(&opts, &medians, &conditions, fernet);
+    let path = opts.out_dir.join("latest-summary.md");
+    std::fs::write(&path, &summary)?;
+    println!(
+        "\n---- summary for tests/bench/README.md (also in {}) ----\n",
+        path.display()
+    );
+    println!("{summary}");
+    println!(
+        "make bench took {:.1} minutes in all",
+        started.elapsed().as_secs_f64() / 60.0
+    );
     Ok(())
+}
+
+/// What a run was measured under.
+struct Conditions {
+    run: usize,
+    at: String,
+    quiet: Window,
+    load_before: String,
+    load_after: String,
+    seconds: f64,
+    fernet_encrypt_us: f64,
+}
+
+/// Whether a run started in a quiet window (no compiler running for a while).
+#[derive(Clone, Copy)]
+enum Window {
+    /// Waiting was turned off (BENCH_QUIET_WAIT=0).
+    NotAwaited,
+    /// No `rustc` for the second number of seconds, after waiting the first.
+    Quiet(u64, u64),
+    /// `rustc` kept running: started anyway after BENCH_QUIET_WAIT seconds.
+    Busy(u64),
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Window::NotAwaited => write!(f, "quiet window not awaited (BENCH_QUIET_WAIT=0)"),
+            Window::Quiet(w, q) => write!(f, "quiet (no rustc for {q} s before; waited {w} s)"),
+            Window::Busy(w) => write!(f, "NOT quiet (rustc still running after {w} s of waiting)"),
+        }
+    }
+}
+
+/// Waits, up to BENCH_QUIET_WAIT seconds, until no `rustc` process has been seen for
+/// BENCH_QUIET_FOR seconds (polling every second): other builds on the machine make every
+/// figure noisy.
+async fn quiet_window(opts: &Opts) -> Window {
+    if opts.quiet_wait == 0 {
+        return Window::NotAwaited;
+    }
+    let started = Instant::now();
+    let mut quiet_since = Instant::now();
+    let mut announced = false;
+    loop {
+        let busy = std::process::Command::new("pgrep")
+            .args(["-x", "rustc"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if busy {
+            quiet_since = Instant::now();
+            if !announced {
+                println!(
+                    "waiting for a quiet window (no rustc for {}s, at most {}s)…",
+                    opts.quiet_for, opts.quiet_wait
+                );
+                announced = true;
+            }
+        }
+        let waited = started.elapsed().as_secs();
+        if quiet_since.elapsed().as_secs() >= opts.quiet_for {
+            return Window::Quiet(waited, opts.quiet_for);
+        }
+        if waited >= opts.quiet_wait {
+            return Window::Busy(waited);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Median time of one `encrypt_value` of a provider key (the issue's per-field figure),
+/// over 15 batches of 2,000, in this release build.
+fn fernet_encrypt_us() -> f64 {
+    let key = Keyring::generate_key();
+    let Ok(keyring) = Keyring::parse(&key) else {
+        return f64::NAN;
+    };
+    let value = "sk-bench-0123456789abcdef0123456789abcdef0123456789abcdef01234567";
+    let mut batches: Vec<f64> = (0..15)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..2000 {
+                std::hint::black_box(keyward::crypto::encrypt_value(
+                    &keyring,
+                    std::hint::black_box(value),
+                ));
+            }
+            started.elapsed().as_secs_f64() * 1e6 / 2000.0
+        })
+        .collect();
+    batches.sort_by(f64::total_cmp);
+    batches[batches.len() / 2]
 }
 
 // ---------------------------------------------------------------------------------------
@@ -96,7 +234,8 @@ async fn main() -> Result<()> {
 
 struct Opts {
     root: PathBuf,
-    target_dir: PathBuf,
+    /// Where cargo put this program, and puts the keyward binary.
+    profile_dir: PathBuf,
     out_dir: PathBuf,
     runs: usize,
     duration: u64,
@@ -111,6 +250,10 @@ struct Opts {
     server_env: Vec<(String, String)>,
     /// Workloads whose first measured run is profiled with `perf record`.
     perf: Vec<String>,
+    /// Longest wait for a quiet window before each run, in seconds (0: do not wait).
+    quiet_wait: u64,
+    /// How long no `rustc` must have run for the machine to count as quiet, in seconds.
+    quiet_for: u64,
 }
 
 impl Opts {
@@ -131,8 +274,14 @@ impl Opts {
             .parent()
             .context("the workspace root")?
             .to_path_buf();
-        let target_dir = var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
+        // This program runs from <target>/release/bench, beside the keyward binary it
+        // builds, whatever the target directory is (CARGO_TARGET_DIR, a cargo config's
+        // build.target-dir, or the default).
+        let exe = std::env::current_exe().context("the bench's own path")?;
+        let profile_dir = exe.parent().context("the bench's directory")?.to_path_buf();
+        let target_dir = profile_dir
+            .parent()
+            .map(Path::to_path_buf)
             .unwrap_or_else(|| root.join("target"));
         let connections = var("BENCH_CONNECTIONS")
             .unwrap_or_else(|| "16,64".into())
@@ -155,7 +304,7 @@ impl Opts {
         Ok(Self {
             out_dir: target_dir.join("bench"),
             root,
-            target_dir,
+            profile_dir,
             runs: num("BENCH_RUNS", 1)?,
             duration: num("BENCH_DURATION", 10)?,
             warmup: num("BENCH_WARMUP", 2)?,
@@ -172,6 +321,8 @@ impl Opts {
             perf: var("BENCH_PERF")
                 .map(|w| w.split(',').map(|s| s.trim().to_owned()).collect())
                 .unwrap_or_default(),
+            quiet_wait: num("BENCH_QUIET_WAIT", 600)?,
+            quiet_for: num("BENCH_QUIET_FOR", 60)?,
         })
     }
 
@@ -243,12 +394,28 @@ async fn which(name: &str) -> Option<PathBuf> {
 
 async fn build_release(root: &Path) -> Result<()> {
     println!("building keyward (release)…");
+    // With `-p tests` beside `-p keyward`, the dependencies resolve to the same features as
+    // the `cargo run -p tests --bin bench` that started this program, so the library this
+    // program was built with is reused and only the binary is linked (keyward alone would
+    // rebuild async-graphql and the keyward library once more, for minutes).
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-p", "keyward", "--bin", "keyward"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "keyward",
+            "-p",
+            "tests",
+            "--bin",
+            "keyward",
+        ])
         .current_dir(root)
         .status()
         .await?;
-    ensure!(status.success(), "cargo build --release -p keyward failed");
+    ensure!(
+        status.success(),
+        "cargo build --release -p keyward --bin keyward failed"
+    );
     Ok(())
 }
 
@@ -266,8 +433,11 @@ struct Measure {
     requests: u64,
     /// HTTP or socket errors (wrk), failed transactions (pgbench), GraphQL errors.
     errors: u64,
-    /// Keyward's own CPU time per request.
+    /// Keyward's own CPU time per request (user and system).
     cpu_us_per_req: Option<f64>,
+    /// Of which in the kernel (system time: sockets, mostly).
+    #[serde(default)]
+    cpu_sys_us_per_req: Option<f64>,
     /// PostgreSQL's CPU time (every backend) per request.
     pg_cpu_us_per_req: Option<f64>,
     /// Keyward's peak resident set during the run.
@@ -347,6 +517,22 @@ async fn run_against(
         seeded.plaintext_bytes,
         seeded.stored_doc.len()
     );
+
+    if opts.keep {
+        // What profiling the kept database needs (tests/bench/README.md, "Profiles").
+        let token = api.token.as_str();
+        let env = format!(
+            "DATABASE_URL={db_url}\nCONFIG_ENCRYPTION_KEY={key}\nKEYWARD_ADMIN_TOKEN={break_glass}\nBENCH_TOKEN={token}\n"
+        );
+        let ids: String = seeded.ids.iter().map(|id| format!("{id}\n")).collect();
+        std::fs::write(opts.out_dir.join("kept.env"), env)?;
+        std::fs::write(opts.out_dir.join("kept-ids.txt"), ids)?;
+        println!(
+            "kept: settings in {}, ids in {}",
+            opts.out_dir.join("kept.env").display(),
+            opts.out_dir.join("kept-ids.txt").display()
+        );
+    }
 
     let mut bench = Bench {
         opts,
@@ -525,6 +711,7 @@ impl Bench<'_> {
             requests,
             errors: failed,
             cpu_us_per_req: None,
+            cpu_sys_us_per_req: None,
             pg_cpu_us_per_req: per_request(
                 after.saturating_sub(before),
                 in_window,
@@ -823,7 +1010,7 @@ impl Bench<'_> {
             }
             _ => None,
         };
-        let cpu_before = target.pid.map(process_ticks).transpose()?;
+        let cpu_before = target.pid.map(process_cpu).transpose()?;
         let pg_before = pg_cpu_ticks(&self.db_name);
         let result = run_wrk(
             self.tools,
@@ -836,7 +1023,7 @@ impl Bench<'_> {
         )
         .await?;
         let pg_after = pg_cpu_ticks(&self.db_name);
-        let cpu_after = target.pid.map(process_ticks).transpose()?;
+        let cpu_after = target.pid.map(process_cpu).transpose()?;
         let peak = target.pid.and_then(peak_rss_mb);
         if let Some((child, data)) = perf {
             finish_perf(child, &data).await?;
@@ -861,7 +1048,14 @@ impl Bench<'_> {
                 + result.timeout
                 + graphql_errors,
             cpu_us_per_req: cpu_before.zip(cpu_after).and_then(|(b, a)| {
-                per_request(a.saturating_sub(b), requests, self.tools.clock_ticks)
+                per_request(
+                    (a.0 + a.1).saturating_sub(b.0 + b.1),
+                    requests,
+                    self.tools.clock_ticks,
+                )
+            }),
+            cpu_sys_us_per_req: cpu_before.zip(cpu_after).and_then(|(b, a)| {
+                per_request(a.1.saturating_sub(b.1), requests, self.tools.clock_ticks)
             }),
             pg_cpu_us_per_req: per_request(
                 pg_after.saturating_sub(pg_before),
@@ -1429,11 +1623,21 @@ impl FakeProvider {
 // /proc
 
 fn process_ticks(pid: u32) -> Result<u64> {
+    process_cpu(pid).map(|(user, sys)| user + sys)
+}
+
+/// User and system CPU ticks of a process so far.
+fn process_cpu(pid: u32) -> Result<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')').context("stat format")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+    Ok((fields[11].parse::<u64>()?, fields[12].parse::<u64>()?))
+}
+
+/// Now, as `2026-11-25 14:03 UTC`.
+fn utc_now() -> String {
+    chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// CPU ticks of the PostgreSQL backends serving `database` (other databases on the same
@@ -1598,6 +1802,7 @@ fn medians(runs: &[Vec<Measure>]) -> Vec<Measure> {
             requests: median(ms.iter().map(|m| m.requests as f64).collect()) as u64,
             errors: ms.iter().map(|m| m.errors).sum(),
             cpu_us_per_req: median_opt(ms.iter().map(|m| m.cpu_us_per_req).collect()),
+            cpu_sys_us_per_req: median_opt(ms.iter().map(|m| m.cpu_sys_us_per_req).collect()),
             pg_cpu_us_per_req: median_opt(ms.iter().map(|m| m.pg_cpu_us_per_req).collect()),
             peak_rss_mb: median_opt(ms.iter().map(|m| m.peak_rss_mb).collect()),
         })
@@ -1668,81 +1873,191 @@ fn print_table(title: &str, results: &[Measure]) {
     }
 }
 
-fn print_targets(results: &[Measure]) {
-    println!("\ntargets (issue 9)");
-    let ratio = |a: &str, ac: u32, b: &str, bc: u32| {
-        Some(find(results, a, ac)?.rps / find(results, b, bc)?.rps)
+/// One of the issue's targets, as measured.
+struct Verdict {
+    what: String,
+    measured: String,
+    goal: String,
+    met: Option<bool>,
+}
+
+fn verdicts(results: &[Measure], fernet_us: f64) -> Vec<Verdict> {
+    let ratio = |a: &str, b: &str| Some(find(results, a, 16)?.rps / find(results, b, 16)?.rps);
+    let mut out = Vec::new();
+    let mut share = |what: &str, value: Option<f64>, goal: f64| {
+        out.push(Verdict {
+            what: what.into(),
+            measured: value.map_or("not measured".into(), |v| format!("{:.1}%", 100.0 * v)),
+            goal: format!("≥ {:.0}%", 100.0 * goal),
+            met: value.map(|v| v >= goal),
+        })
     };
-    let line = |what: &str, value: Option<f64>, goal: f64| match value {
-        Some(v) => println!(
-            "  {:<58} {:>6.1}%  (goal ≥ {:.0}%)  {}",
-            what,
-            100.0 * v,
-            100.0 * goal,
-            if v >= goal { "met" } else { "MISSED" }
-        ),
-        None => println!("  {what:<58} not measured"),
-    };
-    line(
-        "config read @16 / pgbench select @16",
-        ratio("config-read", 16, "pgbench-select", 16),
+    share(
+        "config read / pgbench select, 16 connections",
+        ratio("config-read", "pgbench-select"),
         0.5,
     );
-    line(
-        "decrypted audited read @16 / pgbench insert @16",
-        ratio("config-decrypt", 16, "pgbench-insert", 16),
+    share(
+        "decrypted (audited) read / pgbench insert, 16",
+        ratio("config-decrypt", "pgbench-insert"),
         0.5,
     );
-    line(
-        "createConfig @16 / pgbench insert @16",
-        ratio("create-config", 16, "pgbench-insert", 16),
+    share(
+        "createConfig / pgbench insert, 16",
+        ratio("create-config", "pgbench-insert"),
         0.5,
     );
-    line(
-        "configs(first: 20) page @16 / config read @16",
-        ratio("configs-page", 16, "config-read", 16),
+    share(
+        "configs(first: 20) page / config read, 16",
+        ratio("configs-page", "config-read"),
         0.3,
     );
-    line(
-        "the same page with totalCount @16 / config read @16",
-        ratio("configs-page-total", 16, "config-read", 16),
+    share(
+        "the same page with totalCount / config read, 16",
+        ratio("configs-page-total", "config-read"),
         0.3,
     );
+    out.push(Verdict {
+        what: "per-field Fernet encrypt (this build, in process)".into(),
+        measured: format!("{fernet_us:.2} µs"),
+        goal: "≤ 2 µs".into(),
+        met: fernet_us.is_finite().then_some(fernet_us <= 2.0),
+    });
     let peak = results
         .iter()
         .filter_map(|m| m.peak_rss_mb)
         .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
-    match peak {
-        Some(p) => println!(
-            "  {:<58} {:>6.1} MB (goal ≤ 64 MB)  {}",
-            "peak RSS under load (any workload)",
-            p,
-            if p <= 64.0 { "met" } else { "MISSED" }
-        ),
-        None => println!("  peak RSS not measured"),
-    }
+    out.push(Verdict {
+        what: "Keyward's peak RSS under load (any workload)".into(),
+        measured: peak.map_or("not measured".into(), |p| format!("{p:.1} MB")),
+        goal: "≤ 64 MB".into(),
+        met: peak.map(|p| p <= 64.0),
+    });
     for c in [1, 16, 64] {
         if let (Some(k), Some(f)) = (
             find(results, "send-proxy", c),
             find(results, "fake-direct", c),
         ) {
             let (d50, d99) = (k.p50_ms - f.p50_ms, k.p99_ms - f.p99_ms);
-            println!(
-                "  {:<58} p50 +{:.2} ms, p99 +{:.2} ms{}",
-                format!("proxy overhead @{c} (Keyward minus the fake provider)"),
-                d50,
-                d99,
-                if c == 1 {
-                    if d50 <= 2.0 {
-                        "  (goal p50 ≤ 2 ms) met"
-                    } else {
-                        "  (goal p50 ≤ 2 ms) MISSED"
-                    }
+            out.push(Verdict {
+                what: format!(
+                    "proxy overhead at {c} connection{} (sendMessage minus the fake provider)",
+                    if c == 1 { "" } else { "s" }
+                ),
+                measured: format!("p50 +{d50:.2} ms, p99 +{d99:.2} ms"),
+                goal: if c == 1 {
+                    "p50 ≤ 2 ms".into()
                 } else {
-                    ""
-                }
-            );
+                    "(queueing)".into()
+                },
+                met: (c == 1).then_some(d50 <= 2.0),
+            });
         }
     }
-    println!("  (per-field Fernet encrypt ≤ 2 µs: see `cargo bench -p keyward --bench crypto`)");
+    out
+}
+
+fn print_targets(results: &[Measure], fernet_us: f64) {
+    println!("\ntargets (issue 9)");
+    for v in verdicts(results, fernet_us) {
+        println!(
+            "  {:<66} {:>24}  (goal {})  {}",
+            v.what,
+            v.measured,
+            v.goal,
+            match v.met {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "",
+            }
+        );
+    }
+}
+
+/// Everything tests/bench/README.md records, as Markdown: the conditions of each run, the
+/// medians beside the database's own figures, and the targets.
+fn markdown(opts: &Opts, results: &[Measure], conditions: &[Conditions], fernet_us: f64) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Measured {} on {}.\n\n{} run{} (`BENCH_RUNS`), each on a fresh database of {} configs over {} tenants; {} s per measurement after {} s of warm-up; wrk and pgbench with {} connections{}.\n",
+        conditions.first().map_or_else(utc_now, |c| c.at.clone()),
+        machine(),
+        conditions.len(),
+        if conditions.len() == 1 {
+            ""
+        } else {
+            "s, medians below"
+        },
+        opts.configs,
+        opts.tenants,
+        opts.duration,
+        opts.warmup,
+        opts.connections
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(" and "),
+        if opts.workloads.is_some() {
+            " (a subset of the workloads: BENCH_WORKLOADS)"
+        } else {
+            ""
+        },
+    );
+    md.push_str(
+        "| run | started | machine | load before → after | took |\n|---|---|---|---|---|\n",
+    );
+    for c in conditions {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} → {} | {:.1} min |",
+            c.run,
+            c.at,
+            c.quiet,
+            c.load_before.trim_start_matches("load average "),
+            c.load_after.trim_start_matches("load average "),
+            c.seconds / 60.0
+        );
+    }
+    md.push_str("\n| workload | conns | req/s | p50 ms | p99 ms | Keyward CPU/req (of which kernel) | PostgreSQL CPU/req | Keyward peak RSS | errors | compared with | its req/s | ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n");
+    for m in results {
+        let base = baseline_of(&m.workload).and_then(|b| find(results, b, m.connections));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
+            m.workload,
+            m.connections,
+            m.rps,
+            m.p50_ms,
+            m.p99_ms,
+            match (m.cpu_us_per_req, m.cpu_sys_us_per_req) {
+                (Some(c), Some(s)) => format!("{c:.0} µs ({s:.0} µs)"),
+                (Some(c), None) => format!("{c:.0} µs"),
+                _ => "–".into(),
+            },
+            m.pg_cpu_us_per_req
+                .map_or("–".into(), |v| format!("{v:.0} µs")),
+            m.peak_rss_mb.map_or("–".into(), |v| format!("{v:.1} MB")),
+            m.errors,
+            base.map_or("", |b| b.workload.as_str()),
+            base.map_or(String::new(), |b| format!("{:.0}", b.rps)),
+            base.map_or(String::new(), |b| format!("{:.1}%", 100.0 * m.rps / b.rps)),
+        );
+    }
+    md.push_str("\n| target (issue 9) | measured | goal | |\n|---|---|---|---|\n");
+    for v in verdicts(results, fernet_us) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            v.what,
+            v.measured,
+            v.goal,
+            match v.met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "",
+            }
+        );
+    }
+    md
 }
