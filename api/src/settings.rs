@@ -84,10 +84,11 @@ pub struct Settings {
     /// How long in-flight requests and streams get to finish after SIGTERM.
     #[arg(long, env = "KEYWARD_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
-    /// Answer verified bearer tokens from memory (PostgreSQL only; see api/src/auth/cache.rs).
-    /// Faster, but a revocation reaches *other* processes through a NOTIFY, a few
-    /// milliseconds after it commits, not before their next request. Off by default.
-    #[arg(long, env = "KEYWARD_TOKEN_CACHE", default_value_t = false)]
+    /// Answer verified bearer tokens from memory instead of looking each request's token up
+    /// in the database (PostgreSQL only; SQLite always looks up). `revokeApiToken` still
+    /// takes effect on the token's next request in every process: it waits for the others
+    /// to acknowledge (api/src/auth/cache.rs). `--token-cache=false` turns it off.
+    #[arg(long, env = "KEYWARD_TOKEN_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub token_cache: bool,
 }
 
@@ -157,7 +158,7 @@ impl Settings {
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             shutdown_grace: Duration::from_secs(20),
-            token_cache: false,
+            token_cache: true,
         }
     }
 }

@@ -160,8 +160,10 @@ impl AuthMutation {
             .map_err(AppError::from)?;
         let revoked = token::revoke(&txn, ctx.data_unchecked(), ctx.data_unchecked(), id).await?;
         txn.commit().await.map_err(AppError::from)?;
-        // This process forgets it now; the others when the table's trigger notifies them.
-        state.token_cache.invalidate();
+        // Answers once no process sharing the database can still accept it from a cache:
+        // this one forgets it now, the others acknowledge the trigger's notification
+        // (milliseconds; api/src/auth/cache.rs).
+        state.token_cache.settle().await;
         Ok(revoked)
     }
 }
