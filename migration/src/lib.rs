@@ -13,6 +13,7 @@ mod m20261124_000005_create_keyring_checks;
 mod m20261124_000006_notify_api_token_changes;
 mod m20261124_000007_create_tenant_keys;
 mod m20261124_000008_encrypt_messages;
+mod m20261125_000001_config_counts;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000006_notify_api_token_changes::Migration),
             Box::new(m20261124_000007_create_tenant_keys::Migration),
             Box::new(m20261124_000008_encrypt_messages::Migration),
+            Box::new(m20261125_000001_config_counts::Migration),
         ]
     }
 }

@@ -2,6 +2,7 @@
 //! way out. Plaintext leaves only through `config(decrypt: true)`, to ADMINs, after its
 //! audit row is committed; and to the session domain, in memory.
 
+pub mod count;
 pub mod schema;
 pub mod service;
 mod types;

@@ -299,15 +299,18 @@ pub async fn delete(
     Ok(true)
 }
 
-/// Newest first, keyset-paginated on the (time-ordered) id.
+/// Newest first, keyset-paginated on the (time-ordered) id. The total of an unfiltered
+/// list comes from the maintained counts (`count`), not from counting.
 pub async fn list(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     by: &Principal,
     filter: &ConfigFilter,
     first: u64,
     after: Option<Uuid>,
     count: bool,
 ) -> Result<(Vec<config::Model>, bool, u64), AppError> {
+    let unfiltered =
+        filter.tag.is_none() && filter.search.as_deref().is_none_or(|s| s.trim().is_empty());
     let mut query = config::Entity::find();
     if let Some(tenant) = by.tenant_scope() {
         query = query.filter(config::Column::Tenant.eq(tenant));
@@ -341,7 +344,16 @@ pub async fn list(
             ),
         );
     }
-    crate::pagination::fetch_counting(db, query, config::Column::Id, first, after, count).await
+    let counting = count && !unfiltered;
+    let (rows, has_next, total) =
+        crate::pagination::fetch_counting(db, query, config::Column::Id, first, after, counting)
+            .await?;
+    let total = if count && unfiltered {
+        super::count::total(db, by.tenant_scope()).await?
+    } else {
+        total
+    };
+    Ok((rows, has_next, total))
 }
 
 /// An audit detail with where a write's secrets are and how they arrived.
