@@ -33,6 +33,15 @@ pub type Page<N> = Connection<
     EnableNodesField,
 >;
 
+/// The complexity of a connection field (`configs`, `sessions`, `auditEvents`): its
+/// selection once for every node it may return, plus one for itself. A `first: 100` page
+/// weighs a hundred times what it selects, so the complexity limit bounds the nodes an
+/// operation can make the server load and serialise, not just the fields it names.
+pub fn connection_complexity(first: Option<i32>, child_complexity: usize) -> usize {
+    let nodes = first.unwrap_or(20).clamp(1, MAX_PAGE) as usize;
+    nodes.saturating_mul(child_complexity).saturating_add(1)
+}
+
 /// A validated `first` / `after` pair.
 pub struct PageArgs {
     pub first: u64,
@@ -150,6 +159,14 @@ pub fn parse_id(id: &async_graphql::ID) -> Option<Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_weigh_their_page_size() {
+        assert_eq!(connection_complexity(Some(100), 12), 1201);
+        assert_eq!(connection_complexity(None, 3), 61);
+        assert_eq!(connection_complexity(Some(0), 3), 4);
+        assert_eq!(connection_complexity(Some(5000), 2), 201);
+    }
 
     #[test]
     fn cursors_round_trip_and_garbage_is_bad_input() {

@@ -54,7 +54,11 @@ pub fn build_schema(state: AppState) -> KeywardSchema {
     let streams = InFlightStreams::default();
     schema_builder()
         .limit_depth(limits.max_query_depth)
-        .limit_complexity(limits.max_query_complexity)
+        // Connection fields weigh `first` times their selection
+        // (pagination::connection_complexity): an operation may weigh ten times the
+        // field limit, so a page of 100 configs with every field (about 1,300) passes and
+        // a stack of aliased pages does not. QueryShape counts the fields themselves.
+        .limit_complexity(limits.max_query_complexity.saturating_mul(10))
         .limit_recursive_depth(limits.max_query_depth.max(32))
         .limit_directives(50)
         // Outermost first: the metrics see the codes ErrorCodes sets.

@@ -270,6 +270,46 @@ async fn more_than_a_thousand_fields_or_aliases_are_refused_and_a_thousand_are_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_fields_weigh_the_nodes_they_may_return() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    const FULL: &str = "nodes { id name description tenant tags configData encrypted \
+        sensitivePaths version createdAt updatedAt } pageInfo { hasNextPage endCursor } totalCount";
+    // A full page of 100 configs with every field: served.
+    let page = query(&app, &format!("{{ configs(first: 100) {{ {FULL} }} }}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", truncated(&page.body));
+    assert!(
+        page.body.get("errors").is_none(),
+        "{}",
+        truncated(&page.body)
+    );
+    // Ten of them in one operation names under 200 fields, but asks for a thousand
+    // documents: refused.
+    let pages: String = (0..10)
+        .map(|i| format!(" p{i}: configs(first: 100) {{ {FULL} }}"))
+        .collect();
+    query(&app, &format!("{{{pages} }}"))
+        .await
+        .assert_refused("ten pages of 100");
+    // The page size counts when it comes in a variable too.
+    let pages: String = (0..10)
+        .map(|i| format!(" p{i}: configs(first: $n) {{ {FULL} }}"))
+        .collect();
+    let text = format!("query($n: Int) {{{pages} }}");
+    post_json(&app, &json!({ "query": text, "variables": { "n": 100 } }))
+        .await
+        .assert_refused("ten pages of $n = 100");
+    let small = post_json(&app, &json!({ "query": text, "variables": { "n": 5 } })).await;
+    assert_eq!(small.status, StatusCode::OK, "{}", truncated(&small.body));
+    assert!(
+        small.body.get("errors").is_none(),
+        "{}",
+        truncated(&small.body)
+    );
+    me_works(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fragments_that_multiply_are_refused_quickly() {
     let app = TestApp::spawn(Db::Sqlite).await;
     // F0 has two fields; each Fk spreads F(k-1) ten times: F9 stands for 2e9 selections,

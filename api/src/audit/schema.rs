@@ -55,7 +55,10 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// ADMIN only. Newest first.
-    #[graphql(guard = "RequireAdmin")]
+    #[graphql(
+        guard = "RequireAdmin",
+        complexity = "crate::pagination::connection_complexity(first, child_complexity)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn audit_events(
         &self,

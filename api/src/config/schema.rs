@@ -79,6 +79,7 @@ impl ConfigQuery {
     }
 
     /// Newest first. `search` matches names case-insensitively; `tag` must be among the tags.
+    #[graphql(complexity = "crate::pagination::connection_complexity(first, child_complexity)")]
     async fn configs(
         &self,
         ctx: &Context<'_>,

@@ -44,6 +44,7 @@ impl SessionQuery {
     }
 
     /// Newest first.
+    #[graphql(complexity = "crate::pagination::connection_complexity(first, child_complexity)")]
     async fn sessions(
         &self,
         ctx: &Context<'_>,
