@@ -2,10 +2,9 @@
 //!
 //! When the database goes away the pool must neither hang a request nor stay broken once
 //! it returns: every checkout is bounded by `db_timeout` (so a request fails with
-//! UNAVAILABLE instead of waiting), a pooled connection that sat idle is tested before it
-//! is handed out (a connection cut while idle is replaced, not used; one returned to the
-//! pool within the last second was tested as it came back), and new connections are
-//! opened on demand, so the service recovers by itself. tests/tests/faults.rs holds it to this.
+//! UNAVAILABLE instead of waiting), a pooled connection is tested before it is handed out
+//! (a connection cut while idle is replaced, not used), and new connections are opened on
+//! demand, so the service recovers by itself. tests/tests/faults.rs holds it to this.
 
 use std::time::Duration;
 
@@ -41,12 +40,9 @@ pub async fn connect(store: &StoreSettings) -> Result<DatabaseConnection, sea_or
         .acquire_timeout(store.db_timeout)
         .connect_timeout(store.db_timeout)
         .idle_timeout(Duration::from_secs(300))
-        // Pings a connection that sat idle before use: one the network cut while it sat in
-        // the pool is dropped and replaced instead of failing the request that drew it.
-        // Only after PING_IF_IDLE_FOR: sqlx already pings every connection as it returns
-        // to the pool, so a busy one was heard from a moment ago, and a ping on every
-        // checkout as well cost a third of a point read's round trips (make bench).
-        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
+        // Pings an idle connection before use: one the network cut while it sat in the
+        // pool is dropped and replaced instead of failing the request that drew it.
+        .test_before_acquire(true)
         .sqlx_logging(false);
     if is_sqlite(&url) {
         // One connection: SQLite has one writer anyway, and a single connection cannot
@@ -82,9 +78,6 @@ pub async fn connect(store: &StoreSettings) -> Result<DatabaseConnection, sea_or
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
     Migrator::up(db, None).await
 }
-
-/// A pooled connection idle for this long is pinged before it is handed out.
-pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// How long PostgreSQL lets one of our sessions sit idle inside a transaction.
 pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
