@@ -103,7 +103,14 @@ pub enum RoleArg {
 /// Parses the command line and runs the command.
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format, telemetry::DEFAULT_FILTER, std::io::stderr);
+    let log = telemetry::StderrLines::start();
+    telemetry::init(cli.log_format, telemetry::DEFAULT_FILTER, log.clone());
+    let outcome = command(cli).await;
+    log.flush();
+    outcome
+}
+
+async fn command(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => {
             let app = crate::Application::build(*settings).await?;
