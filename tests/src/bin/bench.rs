@@ -398,7 +398,8 @@ async fn build_release(root: &Path) -> Result<()> {
     // the `cargo run -p tests --bin bench` that started this program, so the library this
     // program was built with is reused and only the binary is linked (keyward alone would
     // rebuild async-graphql and the keyward library once more, for minutes).
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
         .args([
             "build",
             "--release",
@@ -409,9 +410,28 @@ async fn build_release(root: &Path) -> Result<()> {
             "--bin",
             "keyward",
         ])
-        .current_dir(root)
-        .status()
-        .await?;
+        .current_dir(root);
+    // `cargo run` gave this program the variables it gives a crate (CARGO_PKG_NAME=tests,
+    // CARGO_MANIFEST_DIR, …). Build scripts that watch them (ring's does) would see them
+    // change and rebuild ring, rustls, sqlx, sea-orm and keyward all over again.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                &*name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "OUT_DIR"
+            )
+        {
+            cargo.env_remove(&*name);
+        }
+    }
+    let status = cargo.status().await?;
     ensure!(
         status.success(),
         "cargo build --release -p keyward --bin keyward failed"
