@@ -247,8 +247,9 @@ pub async fn begin_turn(
     let seen = session.message_count;
     // Committed without waiting for the disk: the reply (or the failure) that ends the
     // turn commits durably after it, and PostgreSQL makes its log durable in order, so
-    // anything a client was told of is on disk. A crash in between loses only the message
-    // of a turn that failed. One flush a turn instead of two (tests/bench/README.md).
+    // anything a client was told of is on disk. A database crash in between loses only the
+    // message of a turn that never finished. One flush a turn instead of two
+    // (tests/bench/README.md).
     let session = append(
         deps.db,
         &ring,
